@@ -1,0 +1,1 @@
+"""OBuilder in Python: build specs, cached step snapshots, runc sandboxes."""

@@ -1,0 +1,1 @@
+"""The spec language: model, parser, canonical printer, validation, Dockerfile conversion."""

@@ -1,0 +1,1 @@
+"""pytest plugin: build specs as test items through a shared, cached builder."""
