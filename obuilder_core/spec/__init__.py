@@ -1,1 +1,17 @@
 """The spec language: model, parser, canonical printer, validation, Dockerfile conversion."""
+
+from obuilder_core.spec.errors import SpecError
+from obuilder_core.spec.parser import check_spec, load_spec, parse_spec, validate_spec
+from obuilder_core.spec.printer import format_atom, heading, print_op, print_spec
+
+__all__ = [
+    "SpecError",
+    "check_spec",
+    "format_atom",
+    "heading",
+    "load_spec",
+    "parse_spec",
+    "print_op",
+    "print_spec",
+    "validate_spec",
+]

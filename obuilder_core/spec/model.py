@@ -7,7 +7,6 @@ part in equality, so a spec parsed from its canonical printing compares equal to
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 
 @dataclass(frozen=True)
@@ -22,8 +21,8 @@ class Pos:
         return f"{self.file}:{self.line}:{self.col}"
 
 
-def _pos() -> Any:
-    return field(default=None, compare=False, repr=False, kw_only=True)
+# Every `pos` field is spelled out in full: a helper returning field() would hide from
+# dataclass-aware linters that the default is a Field, not a shared call result.
 
 
 # --- users ---------------------------------------------------------------------------------
@@ -61,7 +60,7 @@ class Cache:
     id: str
     target: str
     buildkit_options: BuildkitOptions = ()
-    pos: Pos | None = _pos()
+    pos: Pos | None = field(default=None, compare=False, repr=False, kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -71,7 +70,7 @@ class Secret:
     id: str
     target: str
     buildkit_options: BuildkitOptions = ()
-    pos: Pos | None = _pos()
+    pos: Pos | None = field(default=None, compare=False, repr=False, kw_only=True)
 
 
 # --- copy sources --------------------------------------------------------------------------
@@ -100,7 +99,7 @@ class Comment:
     """`(comment TEXT)`: no effect on the build."""
 
     text: str
-    pos: Pos | None = _pos()
+    pos: Pos | None = field(default=None, compare=False, repr=False, kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -108,7 +107,7 @@ class Workdir:
     """`(workdir PATH)`: relative paths are joined to the current workdir."""
 
     path: str
-    pos: Pos | None = _pos()
+    pos: Pos | None = field(default=None, compare=False, repr=False, kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -116,7 +115,7 @@ class Shell:
     """`(shell ARG...)`: the argv prefix later `run` commands are appended to."""
 
     args: tuple[str, ...]
-    pos: Pos | None = _pos()
+    pos: Pos | None = field(default=None, compare=False, repr=False, kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -127,7 +126,7 @@ class Run:
     cache: tuple[Cache, ...] = ()
     network: tuple[str, ...] = ()
     secrets: tuple[Secret, ...] = ()
-    pos: Pos | None = _pos()
+    pos: Pos | None = field(default=None, compare=False, repr=False, kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -138,7 +137,7 @@ class Copy:
     dst: str
     from_: CopySource = FromContext()
     exclude: tuple[str, ...] = ()
-    pos: Pos | None = _pos()
+    pos: Pos | None = field(default=None, compare=False, repr=False, kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -146,7 +145,7 @@ class SetUser:
     """`(user (uid U) (gid G))` or `(user (name N))`."""
 
     user: User
-    pos: Pos | None = _pos()
+    pos: Pos | None = field(default=None, compare=False, repr=False, kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -155,7 +154,7 @@ class Env:
 
     name: str
     value: str
-    pos: Pos | None = _pos()
+    pos: Pos | None = field(default=None, compare=False, repr=False, kw_only=True)
 
 
 Op = Comment | Workdir | Shell | Run | Copy | SetUser | Env
@@ -170,7 +169,7 @@ class ChildBuild:
 
     name: str
     spec: Spec
-    pos: Pos | None = _pos()
+    pos: Pos | None = field(default=None, compare=False, repr=False, kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -180,5 +179,5 @@ class Spec:
     from_: str
     ops: tuple[Op, ...] = ()
     child_builds: tuple[ChildBuild, ...] = ()
-    pos: Pos | None = _pos()
-    from_pos: Pos | None = _pos()
+    pos: Pos | None = field(default=None, compare=False, repr=False, kw_only=True)
+    from_pos: Pos | None = field(default=None, compare=False, repr=False, kw_only=True)

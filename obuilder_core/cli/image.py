@@ -1,0 +1,92 @@
+"""`obuilder image import NAME SOURCE` and `obuilder image ls`: the store's local base images."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from tabulate import tabulate
+
+from obuilder_core.images.local import LocalImages
+
+
+def register(subparsers: Any) -> None:
+    """Add the `image` command (with `import` and `ls`) to the CLI's subparsers."""
+    image = subparsers.add_parser("image", help="manage the store's local base images")
+    sub = image.add_subparsers(dest="image_command", metavar="COMMAND", required=True)
+
+    imp = sub.add_parser(
+        "import",
+        help="import an image for (from NAME)",
+        description="Import SOURCE as image NAME: an OCI image layout directory, an OCI archive,"
+        " a `docker save` archive or a plain rootfs tarball (optionally compressed)."
+        " Re-importing a name replaces the image.",
+    )
+    imp.add_argument("name", metavar="NAME", help="image name, e.g. busybox or debian:12")
+    imp.add_argument("source", metavar="SOURCE", type=Path, help="file or directory to import")
+    _store_option(imp)
+    imp.set_defaults(func=import_command)
+
+    ls = sub.add_parser("ls", help="list local images", description="List the local images.")
+    _store_option(ls)
+    ls.set_defaults(func=ls_command)
+
+
+def _store_option(parser: argparse.ArgumentParser) -> None:
+    # Like the top-level subcommands, accept -v after the sub-subcommand too.
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+    )
+    parser.add_argument(
+        "--store",
+        metavar="KIND:ARG",
+        default=None,
+        help="store whose images to use (default: the automatic store)",
+    )
+
+
+def local_images(store_spec: str | None) -> LocalImages:
+    """The local images of the store named by `store_spec` (`<state dir>/images`)."""
+    from obuilder_core.stores import open_store  # the store layer loads only when needed
+
+    if store_spec is None:
+        from obuilder_core.stores.auto import default_store_spec
+
+        store_spec = default_store_spec()
+    return LocalImages(open_store(store_spec).state_dir() / "images")
+
+
+def import_command(args: argparse.Namespace) -> int:
+    """Handler of `obuilder image import`; returns 0 (errors raise ObuilderError)."""
+    from obuilder_core.cli import UsageError
+
+    if not args.source.exists():
+        raise UsageError(f"{args.source}: no such file or directory")
+    info = local_images(args.store).import_(args.name, args.source, log=_stderr)
+    print(f"{info.name} {info.digest} {human_size(info.size)}")
+    return 0
+
+
+def ls_command(args: argparse.Namespace) -> int:
+    """Handler of `obuilder image ls`; returns 0 (errors raise ObuilderError)."""
+    infos = local_images(args.store).ls()
+    rows = [(i.name, i.digest, human_size(i.size)) for i in infos]
+    print(tabulate(rows, headers=["NAME", "DIGEST", "SIZE"], tablefmt="plain"))
+    return 0
+
+
+def human_size(n: int) -> str:
+    """`1.2 MB` style sizes (powers of 1000, as docker prints them)."""
+    size = float(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size:.1f} GB"
+
+
+def _stderr(line: bytes) -> None:
+    sys.stderr.buffer.write(line)
+    sys.stderr.flush()

@@ -1,0 +1,24 @@
+"""Base images: resolve `(from IMAGE)` to a rootfs plus its config (Env, WorkingDir, User).
+
+Sources, tried in order by `fetch_image`: the local images (`LocalImages`, filled by `obuilder
+image import`), a registry over the HTTP API v2 (`Registry`), the docker daemon (`DockerCLI`).
+"""
+
+from obuilder_core.images.base import ImageConfig, ImageError, ImageNotFound, ImageSource
+from obuilder_core.images.docker import DockerCLI
+from obuilder_core.images.local import ImageInfo, LocalImages
+from obuilder_core.images.registry import Registry
+from obuilder_core.images.resolve import default_sources, fetch_image
+
+__all__ = [
+    "DockerCLI",
+    "ImageConfig",
+    "ImageError",
+    "ImageInfo",
+    "ImageNotFound",
+    "ImageSource",
+    "LocalImages",
+    "Registry",
+    "default_sources",
+    "fetch_image",
+]

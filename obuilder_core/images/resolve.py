@@ -1,0 +1,47 @@
+"""Resolve `(from IMAGE)`: try the image sources in order until one has the image."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+from obuilder_core.images.base import ImageConfig, ImageNotFound, ImageSource, Log
+from obuilder_core.images.docker import DockerCLI
+from obuilder_core.images.local import LocalImages
+from obuilder_core.images.registry import Registry
+
+
+def default_sources(
+    images_dir: Path, *, mirror: str | None = None, allow_http: bool = False
+) -> list[ImageSource]:
+    """The usual order: local images in `images_dir`, then the registry, then docker."""
+    return [LocalImages(images_dir), Registry(mirror=mirror, allow_http=allow_http), DockerCLI()]
+
+
+def fetch_image(
+    name: str, rootfs: Path, log: Log, *, sources: Sequence[ImageSource]
+) -> ImageConfig:
+    """Write image `name` into the empty dir `rootfs` from the first source that has it.
+
+    Raises ImageNotFound combining every source's reason when none has it, e.g.
+    `image "foo": not found locally, registry registry-1.docker.io: ..., docker: no daemon`,
+    and the first other ImageError as it is (a bad digest is not a reason to try elsewhere).
+    """
+    reasons = []
+    for source in sources:
+        try:
+            return source.fetch(name, rootfs, log)
+        except ImageNotFound as e:
+            reasons.append(str(e))
+            _empty(rootfs)  # sources promise not to write before failing; make sure
+    raise ImageNotFound(f'image "{name}": ' + (", ".join(reasons) or "no image sources"))
+
+
+def _empty(rootfs: Path) -> None:
+    for entry in os.scandir(rootfs):
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path)
+        else:
+            os.unlink(entry.path)
