@@ -1,0 +1,423 @@
+"""Copy manifests: what a `(copy (src ...))` item contains, as a tree of content digests.
+
+A manifest is what the copy step's id is computed from (see keys.CopyKey) and what the tar stream
+(copy_tar) sends. Semantics follow OBuilder's `Manifest.generate` (reference §2.7) with the
+changes of DESIGN.md: file digests are xxh3-128 by default (sha256 on request), a stat cache
+avoids re-reading unchanged files, and a file's mode (exec bit) is part of the manifest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import stat
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import xxhash
+
+from obuilder_core.errors import ObuilderError
+
+#: Digest algorithms a manifest may use; the name is part of every copy step's key.
+ALGORITHMS: dict[str, Callable[[], Any]] = {
+    "xxh3_128": xxhash.xxh3_128,
+    "sha256": hashlib.sha256,
+}
+DEFAULT_ALGORITHM = "xxh3_128"
+
+#: The modes a copied file can have: any exec bit in the source makes it 0755, else 0644.
+EXEC_MODE = 0o755
+PLAIN_MODE = 0o644
+
+_CHUNK = 1 << 20
+
+
+class ManifestError(ObuilderError):
+    """A copy source is unusable: missing, `..`, wrong file type, unreadable, or changing."""
+
+
+@dataclass(frozen=True)
+class File:
+    """A regular file: `path` relative to the source dir, content digest, size and copy mode."""
+
+    path: str
+    digest: str
+    size: int
+    mode: int
+
+
+@dataclass(frozen=True)
+class Symlink:
+    """A symbolic link, recorded by its target string (never followed)."""
+
+    path: str
+    target: str
+
+
+@dataclass(frozen=True)
+class Dir:
+    """A directory and its entries, sorted by the bytes of their basenames, excludes removed."""
+
+    path: str
+    entries: tuple[Entry, ...]
+
+
+Entry = File | Symlink | Dir
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """One copy source item: the tree rooted at `root.path` ('' for the whole source dir)."""
+
+    root: Entry
+    algorithm: str
+
+
+def copy_mode(st_mode: int) -> int:
+    """The mode a file is copied with: 0755 if any exec bit (u, g or o) is set, else 0644.
+
+    Only the exec bits count: git records nothing else, so checkouts with different umasks give
+    the same ids. setuid/setgid/sticky are dropped.
+    """
+    return EXEC_MODE if st_mode & 0o111 else PLAIN_MODE
+
+
+def quote(s: str) -> str:
+    """Quote a path for an error message, OCaml `%S` style."""
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def hash_file(fd: int, algorithm: str) -> str:
+    """Digest exactly the content of the open file `fd` (read from its current offset)."""
+    h = ALGORITHMS[algorithm]()
+    while chunk := os.read(fd, _CHUNK):
+        h.update(chunk)
+    return str(h.hexdigest())
+
+
+def generate(
+    src_dir: Path,
+    src: str,
+    exclude: Sequence[str],
+    *,
+    algorithm: str = DEFAULT_ALGORITHM,
+    stat_cache: StatCache | None = None,
+) -> Manifest:
+    """The manifest of source item `src` (a spec `(src ...)` string) inside `src_dir`.
+
+    `src` is split on '/', empty and '.' components dropped; `..` is rejected. Every component
+    but the last must be a real directory (symlinks are not followed); the last may be a
+    directory, regular file or symlink. Entries whose basename is in `exclude` are skipped at
+    every depth below the top. Raises ManifestError with the reference's messages.
+    """
+    if algorithm not in ALGORITHMS:
+        raise ManifestError(f"Unknown digest algorithm {quote(algorithm)}")
+    parts = [p for p in src.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise ManifestError(f"Can't use .. in source paths! (in {quote(src)})")
+    walker = _Walker(os.fspath(src_dir), frozenset(exclude), algorithm, stat_cache)
+    for i in range(len(parts) - 1):
+        _check_intermediate(Path(src_dir), parts[: i + 1], src)
+    if parts:
+        st = _lstat_or_none(Path(src_dir, *parts))
+        if st is None:
+            raise ManifestError(f"Source path {quote(src)} not found")
+        if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
+            raise ManifestError(f"Not a regular file: {'/'.join(parts)} (in {quote(src)})")
+    root = walker.root("/".join(parts))
+    if stat_cache is not None:
+        stat_cache.flush()
+    return Manifest(root=root, algorithm=algorithm)
+
+
+def _lstat_or_none(path: Path) -> os.stat_result | None:
+    try:
+        return os.lstat(path)
+    except FileNotFoundError:
+        return None
+    except NotADirectoryError:
+        return None
+    except OSError as e:
+        raise ManifestError(f"Can't read source path {quote(str(path))}: {e.strerror}") from None
+
+
+def _check_intermediate(src_dir: Path, parts: list[str], src: str) -> None:
+    """The component `parts[-1]` (a prefix of src) must be a real directory."""
+    st = _lstat_or_none(src_dir.joinpath(*parts))
+    shown = "/".join(parts)
+    if st is None:
+        raise ManifestError(f"Source path {quote(src)} not found")
+    if stat.S_ISREG(st.st_mode):
+        raise ManifestError(f"Not a directory: {shown} (in {quote(src)})")
+    if not stat.S_ISDIR(st.st_mode):
+        raise ManifestError(f"Not a regular file: {shown} (in {quote(src)})")
+
+
+@dataclass(frozen=True)
+class _Walker:
+    """Walks the tree below an item, producing manifest entries (str paths: pathlib is slow)."""
+
+    src_dir: str
+    exclude: frozenset[str]
+    algorithm: str
+    stat_cache: StatCache | None
+
+    def root(self, rel: str) -> Entry:
+        """The entry of the item at `rel` ('' for the whole source dir)."""
+        path = os.path.join(self.src_dir, rel) if rel else self.src_dir
+        # The source dir itself may be reached through a symlink: it is not part of the copy.
+        st = self._lstat(path, rel) if rel else self._stat_root(path)
+        return self.entry(path, rel, st, self._cached([st]).get((st.st_dev, st.st_ino)))
+
+    def entry(self, path: str, rel: str, st: os.stat_result, cached: str | None) -> Entry:
+        """The entry at `rel` with lstat `st` and stat-cached digest `cached` (if any)."""
+        if stat.S_ISLNK(st.st_mode):
+            return Symlink(rel, self._readlink(path, rel))
+        if stat.S_ISREG(st.st_mode):
+            if cached is not None:
+                return File(rel, cached, st.st_size, copy_mode(st.st_mode))
+            return self._file(path, rel)
+        if stat.S_ISDIR(st.st_mode):
+            return Dir(rel, self._dir_entries(path, rel))
+        raise ManifestError(f"Unsupported file type for {quote(rel)}")
+
+    def _dir_entries(self, path: str, rel: str) -> tuple[Entry, ...]:
+        children = self._children(path, rel)
+        # One stat cache query per directory rather than one per file.
+        digests = self._cached([st for _, st in children if stat.S_ISREG(st.st_mode)])
+        return tuple(
+            self.entry(
+                os.path.join(path, name), _join(rel, name), st, digests.get((st.st_dev, st.st_ino))
+            )
+            for name, st in children
+        )
+
+    def _cached(self, stats: list[os.stat_result]) -> dict[tuple[int, int], str]:
+        if self.stat_cache is None or not stats:
+            return {}
+        return self.stat_cache.get_many(stats, self.algorithm)
+
+    @staticmethod
+    def _stat_root(path: str) -> os.stat_result:
+        try:
+            st = os.stat(path)
+        except OSError as e:
+            raise ManifestError(f"Can't read source directory {path}: {e.strerror}") from None
+        if not stat.S_ISDIR(st.st_mode):
+            raise ManifestError(f"Source directory {path} is not a directory")
+        return st
+
+    @staticmethod
+    def _lstat(path: str, rel: str) -> os.stat_result:
+        try:
+            return os.lstat(path)
+        except FileNotFoundError:
+            raise ManifestError(f"File {quote(rel)} not found in source directory") from None
+        except OSError as e:
+            raise ManifestError(f"Can't read {quote(rel)}: {e.strerror}") from None
+
+    def _children(self, path: str, rel: str) -> list[tuple[str, os.stat_result]]:
+        """(name, lstat) of the entries of a directory, excludes removed, in byte order."""
+        out = []
+        try:
+            with os.scandir(path) as it:
+                for e in it:
+                    if e.name not in self.exclude:
+                        out.append((e.name, e.stat(follow_symlinks=False)))
+        except FileNotFoundError as e:
+            missing = rel if e.filename == path else _join(rel, os.path.basename(e.filename))
+            raise ManifestError(f"File {quote(missing)} not found in source directory") from None
+        except OSError as e:
+            raise ManifestError(f"Can't list {quote(rel or '.')}: {e.strerror}") from None
+        # Byte order, like OCaml's String.compare; fsencode undoes surrogateescape.
+        out.sort(key=lambda c: os.fsencode(c[0]))
+        return out
+
+    @staticmethod
+    def _readlink(path: str, rel: str) -> str:
+        try:
+            return os.readlink(path)
+        except OSError as e:
+            raise ManifestError(f"Can't read symlink {quote(rel)}: {e.strerror}") from None
+
+    def _file(self, path: str, rel: str) -> File:
+        digest, st = self._read_digest(path, rel)
+        if self.stat_cache is not None:
+            self.stat_cache.put(st, self.algorithm, digest)
+        return File(rel, digest, st.st_size, copy_mode(st.st_mode))
+
+    def _read_digest(self, path: str, rel: str) -> tuple[str, os.stat_result]:
+        """Digest the file; retry if it changes while read, so digest and stat agree."""
+        for _ in range(3):
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+            except FileNotFoundError:
+                raise ManifestError(f"File {quote(rel)} not found in source directory") from None
+            except OSError as e:
+                raise ManifestError(f"Can't read {quote(rel)}: {e.strerror}") from None
+            try:
+                before = os.fstat(fd)
+                if not stat.S_ISREG(before.st_mode):
+                    raise ManifestError(f"Unsupported file type for {quote(rel)}")
+                digest = hash_file(fd, self.algorithm)
+                after = os.fstat(fd)
+            except OSError as e:
+                raise ManifestError(f"Can't read {quote(rel)}: {e.strerror}") from None
+            finally:
+                os.close(fd)
+            if _same_version(before, after):
+                return digest, after
+        raise ManifestError(f"Source file {quote(rel)} kept changing while it was read")
+
+
+def _same_version(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_size, a.st_mtime_ns, a.st_ctime_ns) == (b.st_size, b.st_mtime_ns, b.st_ctime_ns)
+
+
+def _join(rel: str, name: str) -> str:
+    return f"{rel}/{name}" if rel else name
+
+
+def iter_entries(entry: Entry) -> list[Entry]:
+    """All entries of a tree in manifest order (a directory before its contents)."""
+    out: list[Entry] = []
+    stack = [entry]
+    while stack:
+        e = stack.pop()
+        out.append(e)
+        if isinstance(e, Dir):
+            stack.extend(reversed(e.entries))
+    return out
+
+
+# --- the stat cache ------------------------------------------------------------------------
+
+#: A file changed this recently is hashed but not cached: its timestamps may not yet differ
+#: from those of a later write in the same clock tick (git's "racily clean" problem).
+RACY_WINDOW_NS = 2_000_000_000
+_BATCH = 500  # inodes per query, well under sqlite's parameter limit
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS digests (
+    dev INTEGER NOT NULL, ino INTEGER NOT NULL, algorithm TEXT NOT NULL,
+    size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, ctime_ns INTEGER NOT NULL,
+    digest TEXT NOT NULL,
+    PRIMARY KEY (dev, ino, algorithm)
+)
+"""
+
+
+class StatCache:
+    """File digests keyed by (dev, inode, size, mtime_ns, ctime_ns), persisted in sqlite.
+
+    A hit means the file was not re-read. Any write to a file changes its ctime, so a changed
+    file always misses; files changed within `racy_window_ns` of being hashed are not recorded.
+    One row per (dev, inode, algorithm) keeps the table as small as the trees it has seen.
+    Safe for concurrent processes (sqlite WAL, busy timeout) and threads (one lock).
+    """
+
+    def __init__(self, path: Path, *, racy_window_ns: int = RACY_WINDOW_NS) -> None:
+        self.path = Path(path)
+        self.racy_window_ns = racy_window_ns
+        self._lock = threading.Lock()
+        self._pending: list[tuple[int, int, str, int, int, int, str]] = []
+        self._db = self._connect()
+
+    def _connect(self) -> sqlite3.Connection:
+        # Switching to WAL and creating the table take locks that sqlite's busy handler does
+        # not always wait for when several processes open a new database at once: retry.
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                db = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
+            except sqlite3.Error as e:
+                raise ObuilderError(f"Can't open stat cache {self.path}: {e}") from None
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
+                db.execute(_SCHEMA)
+                db.commit()
+                return db
+            except sqlite3.OperationalError as e:
+                db.close()
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    raise ObuilderError(f"Can't open stat cache {self.path}: {e}") from None
+                time.sleep(0.01)
+            except sqlite3.Error as e:
+                db.close()
+                raise ObuilderError(f"Can't open stat cache {self.path}: {e}") from None
+
+    def get_many(
+        self, stats: Sequence[os.stat_result], algorithm: str
+    ) -> dict[tuple[int, int], str]:
+        """Recorded digests of the files with these lstat results, by (dev, inode).
+
+        Files whose size, mtime or ctime differ from the record are left out (misses).
+        """
+        want = {(st.st_dev, st.st_ino): st for st in stats}
+        by_dev: dict[int, list[int]] = {}
+        for dev, ino in want:
+            by_dev.setdefault(dev, []).append(ino)
+        rows = [
+            row
+            for dev, inos in by_dev.items()
+            for i in range(0, len(inos), _BATCH)
+            for row in self._select(dev, inos[i : i + _BATCH], algorithm)
+        ]
+        found: dict[tuple[int, int], str] = {}
+        for dev, ino, size, mtime_ns, ctime_ns, digest in rows:
+            st = want[(dev, ino)]
+            if (size, mtime_ns, ctime_ns) == (st.st_size, st.st_mtime_ns, st.st_ctime_ns):
+                found[(dev, ino)] = digest
+        return found
+
+    def _select(self, dev: int, inos: list[int], algorithm: str) -> list[tuple[Any, ...]]:
+        marks = ",".join("?" * len(inos))
+        with self._lock:
+            try:
+                return self._db.execute(
+                    "SELECT dev, ino, size, mtime_ns, ctime_ns, digest FROM digests"
+                    f" WHERE dev = ? AND algorithm = ? AND ino IN ({marks})",
+                    (dev, algorithm, *inos),
+                ).fetchall()
+            except sqlite3.Error as e:
+                raise ObuilderError(f"Can't read stat cache {self.path}: {e}") from None
+
+    def put(self, st: os.stat_result, algorithm: str, digest: str) -> None:
+        """Record `digest` for the file with this stat result (written by `flush`)."""
+        if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) < self.racy_window_ns:
+            return
+        row = (st.st_dev, st.st_ino, algorithm, st.st_size, st.st_mtime_ns, st.st_ctime_ns, digest)
+        with self._lock:
+            self._pending.append(row)
+
+    def flush(self) -> None:
+        """Write recorded digests in one transaction."""
+        with self._lock:
+            rows, self._pending = self._pending, []
+            if not rows:
+                return
+            try:
+                with self._db:
+                    self._db.executemany(
+                        "INSERT OR REPLACE INTO digests VALUES (?, ?, ?, ?, ?, ?, ?)", rows
+                    )
+            except sqlite3.Error as e:
+                raise ObuilderError(f"Can't write stat cache {self.path}: {e}") from None
+
+    def close(self) -> None:
+        """Flush and close the database."""
+        self.flush()
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> StatCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
