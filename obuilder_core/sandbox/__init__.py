@@ -1,0 +1,29 @@
+"""Sandboxes that run a step's command in its rootfs (one backend: runc)."""
+
+from obuilder_core.sandbox.base import (
+    HOST_NETWORK,
+    Cancelled,
+    Mount,
+    RunConfig,
+    Sandbox,
+    SandboxError,
+    SecretMount,
+    StepFailed,
+    TimedOut,
+    UnsupportedNetwork,
+)
+from obuilder_core.sandbox.runc import RuncSandbox
+
+__all__ = [
+    "HOST_NETWORK",
+    "Cancelled",
+    "Mount",
+    "RunConfig",
+    "RuncSandbox",
+    "Sandbox",
+    "SandboxError",
+    "SecretMount",
+    "StepFailed",
+    "TimedOut",
+    "UnsupportedNetwork",
+]

@@ -1,0 +1,179 @@
+"""The Sandbox contract: run one command in a root filesystem, isolated from the host.
+
+A sandbox is what a `run` step (and the tar of a `copy` step) executes in. The builder hands it a
+`RunConfig` (argv, env, user, cwd, network, cache mounts, secrets) and the step's writable rootfs;
+the sandbox streams the command's output into the step log and reports how it ended.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+from obuilder_core.errors import ObuilderError
+
+HOST_NETWORK = ("host",)
+"""`RunConfig.network` for a step that shares the host's network (`(network host)`)."""
+
+
+class SandboxError(ObuilderError):
+    """A command could not be run, or did not finish successfully."""
+
+
+class UnsupportedNetwork(SandboxError):
+    """`RunConfig.network` names a network this sandbox does not provide."""
+
+
+class StepFailed(SandboxError):
+    """The command exited with a non-zero status or was killed by a signal.
+
+    The message matches OBuilder's: `"/bin/sh" "-c" "exit 3" failed with exit status 3`.
+    """
+
+    def __init__(
+        self, argv: tuple[str, ...], *, status: int | None = None, signum: int | None = None
+    ) -> None:
+        self.argv = argv
+        self.status = status
+        self.signum = signum
+        how = f"signal {signal_name(signum)}" if signum is not None else f"exit status {status}"
+        super().__init__(f"{quote_argv(argv)} failed with {how}")
+
+
+class Cancelled(SandboxError):
+    """The caller cancelled the command; it was killed and its container removed."""
+
+    def __init__(self, argv: tuple[str, ...]) -> None:
+        self.argv = argv
+        super().__init__(f"{quote_argv(argv)} cancelled")
+
+
+class TimedOut(SandboxError):
+    """The command ran longer than its timeout; it was killed and its container removed."""
+
+    def __init__(self, argv: tuple[str, ...], timeout: float) -> None:
+        self.argv = argv
+        self.timeout = timeout
+        super().__init__(f"{quote_argv(argv)} timed out after {timeout:g}s")
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A host directory (a cache clone) bind-mounted at `dst` inside the container."""
+
+    src: Path
+    dst: str
+    readonly: bool = False
+
+
+@dataclass(frozen=True)
+class SecretMount:
+    """A secret value visible inside the container as the read-only file `target`.
+
+    The value is kept out of `repr()` so it cannot leak into logs or tracebacks.
+    """
+
+    target: str
+    value: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything about how one command runs, except the rootfs it runs in.
+
+    `network` is `()` for an isolated network (loopback only) or `("host",)` for the host's;
+    `user` is `(uid, gid)`; `env` is `((name, value), ...)` in order (duplicates are passed on).
+    """
+
+    argv: tuple[str, ...]
+    cwd: str = "/"
+    env: tuple[tuple[str, str], ...] = ()
+    user: tuple[int, int] = (0, 0)
+    hostname: str = "builder"
+    network: tuple[str, ...] = ()
+    mounts: tuple[Mount, ...] = ()
+    secrets: tuple[SecretMount, ...] = ()
+
+    def validate(self) -> None:
+        """Raise SandboxError (or UnsupportedNetwork) naming the first invalid field."""
+        if not self.argv:
+            raise SandboxError("cannot run an empty command")
+        if self.network not in ((), HOST_NETWORK):
+            raise UnsupportedNetwork(
+                f"Unsupported network configuration {_dump_list(self.network)}"
+                ' (use no network, or "host")'
+            )
+        for what, path in [
+            ("working directory", self.cwd),
+            *(("cache mount target", m.dst) for m in self.mounts),
+            *(("secret target", s.target) for s in self.secrets),
+        ]:
+            if not posixpath.isabs(path):
+                raise SandboxError(f"{what} {path!r} is not an absolute path")
+        for name, _ in self.env:
+            if not name or "=" in name or "\0" in name:
+                raise SandboxError(f"invalid environment variable name {name!r}")
+
+
+class Sandbox(Protocol):
+    """Runs commands in a rootfs. Implementations are safe to call from many threads at once."""
+
+    def run(
+        self,
+        config: RunConfig,
+        rootfs: Path,
+        *,
+        log: Callable[[bytes], None],
+        stdin: bytes | BinaryIO | None = None,
+        cancel: threading.Event | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        """Run `config.argv` with `rootfs` (writable) as `/`, returning when it exits with 0.
+
+        stdout and stderr, merged, are passed to `log` chunk by chunk as they are produced (on
+        the calling thread). `stdin` is the command's input (empty if None). Setting `cancel`
+        or exceeding `timeout` seconds kills the command within about a second.
+
+        Raises StepFailed (non-zero exit or signal), Cancelled, TimedOut, or SandboxError if
+        the command could not be started. However it ends, nothing of the sandbox is left
+        running, and mount points the sandbox had to create in `rootfs` are removed again, so
+        `rootfs` holds only what the command wrote. Secret values never enter `rootfs` or `log`.
+        """
+        ...
+
+
+def ocaml_quote(s: str) -> str:
+    """Quote like OCaml's `%S`: double quotes, backslash escapes for `"`, `\\` and controls."""
+    out = []
+    for ch in s:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ch in "\n\t\r\b":
+            out.append({"\n": "\\n", "\t": "\\t", "\r": "\\r", "\b": "\\b"}[ch])
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\{ord(ch):03d}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def quote_argv(argv: tuple[str, ...]) -> str:
+    """`"/bin/sh" "-c" "exit 3"`: each argument quoted, space separated (OBuilder's format)."""
+    return " ".join(ocaml_quote(a) for a in argv)
+
+
+def signal_name(signum: int) -> str:
+    """`SIGKILL` for 9; the number itself for signals without a name."""
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return str(signum)
+
+
+def _dump_list(items: tuple[str, ...]) -> str:
+    return "[" + "; ".join(ocaml_quote(i) for i in items) + "]"

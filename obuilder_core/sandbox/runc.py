@@ -1,0 +1,314 @@
+"""The runc sandbox: each command runs as a fresh runc container over the step's rootfs.
+
+Layout of `state_dir`: `runc/` is runc's `--root` (one entry per live container) and
+`bundles/<id>/` holds a run's config.json, hosts file and secrets (mode 0700, never inside the
+rootfs). Container ids are `obuilder-<pid>-<process start time>-<random>`, so a later process
+can tell which containers and bundles belong to a process that no longer exists (the start time
+guards against a recycled pid) and remove them, without touching those of live processes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import platform
+import re
+import resource
+import secrets
+import select
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, BinaryIO
+
+from obuilder_core.process import run_cmd
+from obuilder_core.sandbox import mountpoints
+from obuilder_core.sandbox.base import (
+    Cancelled,
+    RunConfig,
+    SandboxError,
+    SecretMount,
+    StepFailed,
+    TimedOut,
+)
+from obuilder_core.sandbox.config import hosts_file_content, make_config
+
+logger = logging.getLogger(__name__)
+
+POLL_INTERVAL = 0.05
+"""How often a running command checks for cancellation and timeout (seconds)."""
+KILL_GRACE = 2.0
+"""How long `runc kill` is retried before the shim itself is killed (seconds)."""
+DRAIN_LIMIT = 2.0
+"""How long output still buffered after a kill is read into the log (seconds)."""
+NOFILE_CAP = 1 << 20
+"""RLIMIT_NOFILE hard limit used when the host's is unlimited."""
+
+SHIM = Path(__file__).with_name("shim.py")
+
+_ID_RE = re.compile(r"obuilder-(\d+)-(\d+)-[0-9a-f]+")
+
+
+def process_start_time(pid: int) -> int | None:
+    """The start time of process `pid` (clock ticks since boot), or None if it does not exist."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may contain spaces and parentheses: split after the last ')'.
+    return int(stat[stat.rindex(")") + 2 :].split()[19])
+
+
+def owner_alive(name: str) -> bool:
+    """True unless `name` is one of our container ids whose creating process has gone."""
+    match = _ID_RE.fullmatch(name)
+    if match is None:
+        return True  # not ours: never touch it
+    pid, start = int(match[1]), int(match[2])
+    return process_start_time(pid) == start
+
+
+class RuncSandbox:
+    """Runs commands with runc (see the module docstring and `Sandbox.run`).
+
+    Constructing one removes the containers and bundles left in `state_dir` by processes that
+    have died. Instances hold no per-run state and may be used from many threads at once.
+    `fast_sync` installs a seccomp filter that turns fsync and friends into no-ops.
+    """
+
+    def __init__(self, state_dir: Path, *, fast_sync: bool = False, runc: str = "runc") -> None:
+        if shutil.which(runc) is None:
+            raise SandboxError(f"{runc}: command not found (install runc)")
+        self.state_dir = state_dir
+        self.fast_sync = fast_sync
+        self.runc = runc
+        self.runc_root = state_dir / "runc"
+        self.bundles = state_dir / "bundles"
+        for d in (state_dir, self.runc_root, self.bundles):
+            d.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._machine = platform.machine()
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        self._nofile_hard = NOFILE_CAP if hard == resource.RLIM_INFINITY else hard
+        self.remove_leftovers()
+
+    def _runc(self, *args: str) -> list[str]:
+        return [self.runc, "--root", str(self.runc_root), *args]
+
+    def remove_leftovers(self) -> list[str]:
+        """Delete containers and bundles of dead processes; return the container ids removed."""
+        removed = []
+        for entry in sorted(self.runc_root.iterdir()):
+            if owner_alive(entry.name):
+                continue
+            logger.warning("Removing left-over runc container %s", entry.name)
+            proc = run_cmd(self._runc("delete", "--force", entry.name), check=False)
+            if proc.returncode != 0 and entry.exists():
+                error = proc.stderr.decode(errors="replace").strip()
+                logger.warning("runc delete %s failed: %s", entry.name, error)
+                continue
+            removed.append(entry.name)
+        for bundle in self.bundles.iterdir():
+            if not owner_alive(bundle.name):
+                shutil.rmtree(bundle, ignore_errors=True)  # may hold secrets
+        return removed
+
+    def run(
+        self,
+        config: RunConfig,
+        rootfs: Path,
+        *,
+        log: Callable[[bytes], None],
+        stdin: bytes | BinaryIO | None = None,
+        cancel: threading.Event | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        """Run `config` in `rootfs`; see `Sandbox.run` for the contract."""
+        config.validate()
+        if not rootfs.is_dir():
+            raise SandboxError(f"rootfs {rootfs} is not a directory")
+        if cancel is not None and cancel.is_set():
+            raise Cancelled(config.argv)
+        # Computed per run, not per instance: a forked child must not carry its parent's pid.
+        pid = os.getpid()
+        cid = f"obuilder-{pid}-{process_start_time(pid)}-{secrets.token_hex(4)}"
+        bundle = self.bundles / cid
+        bundle.mkdir(mode=0o700)
+        try:
+            hosts = bundle / "hosts"
+            hosts.write_bytes(hosts_file_content(config.hostname))
+            secret_files = [
+                _write_secret(bundle / f"secret-{i}", s, config.user)
+                for i, s in enumerate(config.secrets)
+            ]
+            doc = make_config(
+                config,
+                rootfs,
+                hosts_file=hosts,
+                secret_files=secret_files,
+                fast_sync=self.fast_sync,
+                nofile_hard=self._nofile_hard,
+                machine=self._machine,
+            )
+            (bundle / "config.json").write_text(json.dumps(doc, indent=2) + "\n")
+            plan = mountpoints.plan(rootfs, doc["mounts"])
+            try:
+                self._execute(cid, bundle, config.argv, log, stdin, cancel, timeout)
+            finally:
+                self._delete(cid)
+                mountpoints.remove(rootfs, plan)
+        finally:
+            shutil.rmtree(bundle, ignore_errors=True)
+
+    def _execute(
+        self,
+        cid: str,
+        bundle: Path,
+        argv: tuple[str, ...],
+        log: Callable[[bytes], None],
+        stdin: bytes | BinaryIO | None,
+        cancel: threading.Event | None,
+        timeout: float | None,
+    ) -> None:
+        status_file = bundle / "status"
+        cmd = [sys.executable or "python3", "-I", "-S", str(SHIM), self.runc, str(self.runc_root),
+               str(bundle), cid, str(status_file)]  # fmt: skip
+        try:
+            proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+            )
+        except OSError as e:
+            raise SandboxError(f"cannot start {cmd[0]}: {e.strerror or e}") from None
+        assert proc.stdout is not None
+        feeder = None
+        if stdin is not None:
+            assert proc.stdin is not None
+            feeder = threading.Thread(target=_feed, args=(proc.stdin, stdin), daemon=True)
+            feeder.start()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        stopped: type[Cancelled] | type[TimedOut] | None = None
+        try:
+            stopped = _pump(proc.stdout, log, cancel, deadline)
+            if stopped is not None:
+                self._kill(cid, proc)
+                _drain(proc.stdout, log, time.monotonic() + DRAIN_LIMIT)
+            proc.wait()
+        finally:
+            if proc.poll() is None:  # `log` raised, or KeyboardInterrupt: never leave it running
+                self._kill(cid, proc)
+            proc.stdout.close()
+            if feeder is not None:
+                feeder.join(timeout=KILL_GRACE)
+        if stopped is Cancelled:
+            raise Cancelled(argv)
+        if stopped is TimedOut:
+            assert timeout is not None
+            raise TimedOut(argv, timeout)
+        _raise_for_status(argv, status_file, proc.returncode)
+
+    def _kill(self, cid: str, proc: subprocess.Popen[bytes]) -> None:
+        """SIGKILL the container (retrying while runc is still creating it), then reap the shim."""
+        give_up = time.monotonic() + KILL_GRACE
+        while proc.poll() is None and time.monotonic() < give_up:
+            run_cmd(self._runc("kill", cid, "KILL"), check=False)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=0.2)
+        if proc.poll() is None:
+            logger.warning("runc kill %s did not stop the container; killing its shim", cid)
+            proc.kill()
+            proc.wait()
+
+    def _delete(self, cid: str) -> None:
+        """Remove container `cid` (stopped, or still running after an error) if runc knows it."""
+        if not (self.runc_root / cid).exists():
+            return
+        proc = run_cmd(self._runc("delete", "--force", cid), check=False)
+        if proc.returncode != 0 and (self.runc_root / cid).exists():
+            logger.warning("runc delete %s failed: %s", cid, proc.stderr.decode().strip())
+
+
+def _raise_for_status(argv: tuple[str, ...], status_file: Path, shim_status: int) -> None:
+    """Raise StepFailed unless the container's process exited with 0.
+
+    Without a status file runc could not start the container (it wrote why into the
+    log); its exit status is then reported, as `runc run` would have.
+    """
+    try:
+        kind, _, number = status_file.read_text().partition(" ")
+    except FileNotFoundError:
+        raise StepFailed(argv, status=shim_status) from None
+    if kind == "signal":
+        raise StepFailed(argv, signum=int(number))
+    if int(number) != 0:
+        raise StepFailed(argv, status=int(number))
+
+
+def _write_secret(path: Path, secret: SecretMount, user: tuple[int, int]) -> Path:
+    """Write a secret readable only by the step's user (the bundle dir is 0700 on the host)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
+    try:
+        os.write(fd, secret.value)
+        os.fchown(fd, *user)
+    finally:
+        os.close(fd)
+    return path
+
+
+def _feed(pipe: IO[bytes], stdin: bytes | BinaryIO) -> None:
+    """Copy `stdin` into the container's stdin, then close it (EOF)."""
+    try:
+        if isinstance(stdin, bytes | bytearray | memoryview):
+            pipe.write(stdin)
+        else:
+            shutil.copyfileobj(stdin, pipe)
+    except (BrokenPipeError, ValueError):
+        pass  # the command exited (or was killed) without reading everything
+    finally:
+        with contextlib.suppress(OSError):
+            pipe.close()
+
+
+def _readable(fd: int, wait: float) -> bool:
+    """True if `fd` has data or EOF within `wait` seconds (poll: fds may exceed FD_SETSIZE)."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+    return bool(poller.poll(wait * 1000))
+
+
+def _pump(
+    out: IO[bytes],
+    log: Callable[[bytes], None],
+    cancel: threading.Event | None,
+    deadline: float | None,
+) -> type[Cancelled] | type[TimedOut] | None:
+    """Copy output to `log` until EOF (None) or until cancelled / timed out (which one)."""
+    fd = out.fileno()
+    while True:
+        if cancel is not None and cancel.is_set():
+            return Cancelled
+        if deadline is not None and time.monotonic() >= deadline:
+            return TimedOut
+        if _readable(fd, POLL_INTERVAL):
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return None
+            log(chunk)
+
+
+def _drain(out: IO[bytes], log: Callable[[bytes], None], until: float) -> None:
+    """Log what is left in the pipe after a kill, giving up at `until`."""
+    fd = out.fileno()
+    while time.monotonic() < until:
+        if _readable(fd, POLL_INTERVAL):
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return
+            log(chunk)
