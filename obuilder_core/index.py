@@ -1,0 +1,274 @@
+"""The sqlite index of a store's steps: parent, created/last-used times, size; delete and prune.
+
+The index lives at `store.state_dir()/index.sqlite` in WAL mode, so several processes can open
+it at once (each with its own connection; every change is one transaction). It is reconciled
+with the store when opened, so it cannot drift after a crash: rows whose result is gone are
+dropped and results without a row are added (parent unknown).
+
+Unlike OBuilder's `builds` table (reference §3.2, §7 items 28-29) the number of children is
+computed from `parent` rather than kept in a counter that can drift, times are float seconds,
+and prune keeps going past protected steps.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from obuilder_core.stores.base import Store, StoreError
+from obuilder_core.stores.common import TempArea, du_bytes
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS steps (
+  id      TEXT PRIMARY KEY,
+  parent  TEXT,             -- NULL for base images and for steps found by reconcile
+  created REAL NOT NULL,    -- seconds since the epoch
+  used    REAL NOT NULL,    -- last time the step was built or used from the cache
+  size    INTEGER           -- apparent size in bytes, NULL if unknown
+);
+CREATE INDEX IF NOT EXISTS steps_parent ON steps (parent);
+CREATE INDEX IF NOT EXISTS steps_used ON steps (used);
+"""
+
+_LEAVES = """
+SELECT id FROM steps AS s
+WHERE used < ? AND NOT EXISTS (SELECT 1 FROM steps AS c WHERE c.parent = s.id)
+ORDER BY used, id
+"""
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """One row of the index."""
+
+    id: str
+    parent: str | None
+    created: float
+    used: float
+    size: int | None
+
+
+class Index:
+    """The index of one store. Thread-safe; open one per process (or share it in-process)."""
+
+    def __init__(self, store: Store, *, reconcile: bool = True) -> None:
+        self.store = store
+        self.path: Path = store.state_dir() / "index.sqlite"
+        self._lock = threading.Lock()
+        try:
+            self._db = sqlite3.connect(
+                self.path, timeout=60.0, isolation_level=None, check_same_thread=False
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.Error as e:
+            raise StoreError(f"cannot open the store index {self.path}: {e}") from None
+        self._leases = TempArea(store.state_dir() / "index-leases")
+        self._leases.sweep(lambda p: p.unlink(missing_ok=True))
+        if reconcile:
+            self.reconcile()
+
+    def close(self) -> None:
+        """Close the connection."""
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> Index:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- queries ----------------------------------------------------------------------------
+
+    def get(self, id: str) -> StepRecord | None:
+        """The record of step `id`, or None."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT id, parent, created, used, size FROM steps WHERE id = ?", (id,)
+            ).fetchone()
+        return StepRecord(*row) if row else None
+
+    def ids(self) -> list[str]:
+        """All indexed step ids, sorted."""
+        with self._lock:
+            return [r[0] for r in self._db.execute("SELECT id FROM steps ORDER BY id")]
+
+    def children(self, id: str) -> list[str]:
+        """The steps whose parent is `id`, sorted."""
+        with self._lock:
+            rows = self._db.execute("SELECT id FROM steps WHERE parent = ? ORDER BY id", (id,))
+            return [r[0] for r in rows]
+
+    def count(self) -> int:
+        """The number of indexed steps."""
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM steps").fetchone()[0])
+
+    @contextmanager
+    def protect(self, ids: Iterable[str]) -> Iterator[None]:
+        """Keep `ids` from being pruned, by any process, while the block runs.
+
+        For the bases and results of builds in progress. The protection is a file held under
+        flock, so it ends when the block exits or the process dies. Enter it *before* checking
+        that a step still exists: a prune that started earlier may remove it in between.
+        """
+        lease = self._leases.claim()
+        try:
+            lease.path.write_text("".join(f"{id}\n" for id in ids))
+            yield
+        finally:
+            lease.path.unlink(missing_ok=True)
+            lease.release()
+
+    def protected(self) -> set[str]:
+        """The ids protected right now by live `protect` blocks of any process."""
+        ids: set[str] = set()
+        for path in self._leases.live():
+            try:
+                ids.update(path.read_text().split())
+            except FileNotFoundError:
+                continue  # released while we looked
+        return ids
+
+    # -- changes ----------------------------------------------------------------------------
+
+    def add(self, id: str, parent: str | None, size: int | None = None) -> None:
+        """Record committed step `id` (built on `parent`), used now.
+
+        `size` defaults to the measured size of its step dir. Adding an id again (e.g. one that
+        `reconcile` found first) keeps its creation time and fills in a missing parent.
+        """
+        if size is None:
+            path = self.store.result(id)
+            size = du_bytes(path) if path is not None else None
+        now = time.time()
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO steps (id, parent, created, used, size) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET parent = coalesce(excluded.parent, parent), "
+                "used = excluded.used, size = coalesce(excluded.size, size)",
+                (id, parent, now, now, size),
+            )
+
+    def touch(self, id: str, when: float | None = None) -> None:
+        """Mark step `id` as used at `when` (default now): prune removes least recently used."""
+        with self._lock:
+            self._db.execute(
+                "UPDATE steps SET used = ? WHERE id = ?",
+                (time.time() if when is None else when, id),
+            )
+
+    def delete(self, id: str) -> list[str]:
+        """Remove step `id` and all its descendants, children first; return the removed ids.
+
+        Each step leaves the index and then the store, so a crash in between leaves a result
+        without a row, which the next `reconcile` picks up again.
+        """
+        with self._lock:
+            rows = self._db.execute(
+                "WITH RECURSIVE d(id, depth) AS (SELECT ?, 0 UNION "
+                "SELECT s.id, d.depth + 1 FROM steps s JOIN d ON s.parent = d.id) "
+                "SELECT id, max(depth) FROM d GROUP BY id ORDER BY max(depth) DESC, id",
+                (id,),
+            ).fetchall()
+        removed = []
+        for step, _ in rows:
+            with self._lock:
+                self._db.execute("DELETE FROM steps WHERE id = ?", (step,))
+            self.store.delete(step)
+            removed.append(step)
+        return removed
+
+    def prune(self, before: float, limit: int, protected: Iterable[str] = ()) -> list[str]:
+        """Remove up to `limit` least recently used leaves used before `before`; return them.
+
+        A step with children is never removed (its children may be, first, within the same
+        call), nor one in `protected` or under a live `protect` block of any process (the
+        bases and results of builds in progress): those are skipped and pruning carries on
+        with the next candidates.
+        """
+        keep = set(protected)
+        removed: list[str] = []
+        while len(removed) < limit:
+            victim = self._claim_leaf(before, keep)
+            if victim is None:
+                break
+            self.store.delete(victim)
+            removed.append(victim)
+        return removed
+
+    def _claim_leaf(self, before: float, keep: set[str]) -> str | None:
+        """Delete from the index, in one transaction, the oldest unprotected leaf; return it."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                # Read inside the write transaction: a lease taken after this is followed by its
+                # owner's existence check, which then sees the step gone.
+                leased = self.protected()
+                for (id,) in self._db.execute(_LEAVES, (before,)):
+                    if id not in keep and id not in leased:
+                        self._db.execute("DELETE FROM steps WHERE id = ?", (id,))
+                        self._db.execute("COMMIT")
+                        return id
+                self._db.execute("COMMIT")
+                return None
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def gc(self, keep_free_pct: float, protected: Iterable[str] = ()) -> list[str]:
+        """Prune least recently used leaves until at least `keep_free_pct`% of the store is free.
+
+        Stops early when nothing more may be removed; returns the removed ids.
+        """
+        keep = set(protected)
+        removed: list[str] = []
+        while self.store.df() < keep_free_pct:
+            step = self.prune(float("inf"), 1, keep)
+            if not step:
+                break
+            removed += step
+        return removed
+
+    def reconcile(self) -> tuple[list[str], list[str]]:
+        """Make the index match the store; return (rows dropped, results added).
+
+        Results found without a row get parent NULL and their step dir's mtime as times, so
+        they are pruned as old steps.
+        """
+        on_disk = set(self.store.ids())
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                rows = {r[0] for r in self._db.execute("SELECT id FROM steps")}
+                # Re-check: another process may have committed a step since we listed the store.
+                dropped = [i for i in sorted(rows - on_disk) if self.store.result(i) is None]
+                added = sorted(on_disk - rows)
+                for id in dropped:
+                    self._db.execute("DELETE FROM steps WHERE id = ?", (id,))
+                for id in added:
+                    mtime = _mtime(self.store.result(id))
+                    self._db.execute(
+                        "INSERT OR IGNORE INTO steps (id, parent, created, used, size) "
+                        "VALUES (?, NULL, ?, ?, NULL)",
+                        (id, mtime, mtime),
+                    )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return dropped, added
+
+
+def _mtime(path: Path | None) -> float:
+    try:
+        return path.stat().st_mtime if path is not None else time.time()
+    except OSError:
+        return time.time()

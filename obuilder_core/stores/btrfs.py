@@ -1,0 +1,100 @@
+"""`btrfs:/path`: steps as btrfs subvolumes; a child step is a snapshot of its parent.
+
+Layout: see `DirStore`. Builds run in a writable snapshot `result-tmp/<pid>-<rand>-<id>`; on
+success a read-only snapshot of it is taken as `result/<id>` (snapshots cost the same for 1k
+or 100k files). Caches are writable subvolumes `cache/c-<escaped>`, cloned by snapshot.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from obuilder_core.process import run_cmd
+from obuilder_core.stores.base import StoreError
+from obuilder_core.stores.common import DirStore, fs_type, remove_tree
+
+# The root directory of every btrfs subvolume has this inode number.
+_SUBVOLUME_INO = 256
+
+
+def is_subvolume(path: Path) -> bool:
+    """True if `path` is the top of a btrfs subvolume (or snapshot)."""
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        return False
+    return st.st_ino == _SUBVOLUME_INO and os.path.isdir(path)
+
+
+class BtrfsStore(DirStore):
+    """A store of btrfs subvolumes with read-only committed results."""
+
+    kind = "btrfs"
+    _rename_results = False  # read-only snapshots cannot be renamed (EROFS on their "..")
+
+    def _create_empty(self, path: Path) -> None:
+        run_cmd(["btrfs", "subvolume", "create", str(path)])
+
+    def _clone(self, src: Path, dst: Path) -> None:
+        run_cmd(["btrfs", "subvolume", "snapshot", str(src), str(dst)])
+
+    def _commit(self, tmp: Path, dst: Path, id: str) -> None:
+        # Creating a snapshot is atomic: `dst` appears complete or not at all. An existing
+        # `dst` would make btrfs put the snapshot inside it, so refuse that first.
+        if dst.exists():
+            raise StoreError(f"step {id} already exists in the store")
+        run_cmd(["btrfs", "subvolume", "snapshot", "-r", str(tmp), str(dst)])
+
+    def _remove(self, path: Path) -> None:
+        if not is_subvolume(path):
+            remove_tree(path)
+            return
+        proc = run_cmd(["btrfs", "subvolume", "delete", str(path)], check=False)
+        if proc.returncode != 0:
+            # A subvolume that contains others (a build may create them; snapshots never
+            # include them) cannot be deleted until they are; this is rare, so walk only now.
+            self._remove_nested(path)
+            run_cmd(["btrfs", "subvolume", "delete", str(path)])
+
+    def _remove_nested(self, path: Path) -> None:
+        for dirpath, dirnames, _ in os.walk(path):
+            for d in list(dirnames):
+                if is_subvolume(Path(dirpath, d)):
+                    dirnames.remove(d)
+                    self._remove(Path(dirpath, d))
+
+    def df(self) -> float:
+        """Free space in percent, from `btrfs filesystem usage` after pending deletes finish."""
+        # Deleted subvolumes are cleaned in the background after a commit: commit (which also
+        # wakes the cleaner), wait for the cleaning, and commit the freed space.
+        for sub in ("filesystem", "subvolume", "filesystem"):
+            run_cmd(["btrfs", sub, "sync", str(self.root)], check=False, timeout=120)
+        out = run_cmd(["btrfs", "filesystem", "usage", "-b", str(self.root)]).stdout.decode()
+        size = _field(out, "Device size")
+        used = _field(out, "Used")
+        return 100.0 if size == 0 else 100.0 - 100.0 * used / size
+
+
+def _field(usage: str, name: str) -> int:
+    m = re.search(rf"^\s*{re.escape(name)}:\s+(\d+)", usage, re.MULTILINE)
+    if not m:
+        raise StoreError(f"btrfs filesystem usage: no {name!r} in its output")
+    return int(m.group(1))
+
+
+def open(arg: str) -> BtrfsStore:
+    """Open (creating if needed) the btrfs store at directory `arg`, which must be on btrfs."""
+    root = Path(arg).absolute()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise StoreError(f"btrfs:{arg}: cannot create store directory: {e.strerror}") from None
+    kind = fs_type(root)
+    if kind != "btrfs":
+        raise StoreError(f"btrfs:{arg}: {root} is not on a btrfs filesystem (it is {kind})")
+    try:
+        return BtrfsStore(root)
+    except OSError as e:
+        raise StoreError(f"btrfs:{arg}: cannot open store: {e.strerror or e}") from None

@@ -1,0 +1,462 @@
+"""Helpers shared by the store backends: names, locks, temporaries, on-disk counters, sizes.
+
+Everything here keeps its state on disk (file names, flock locks, counter files), never in
+memory, so that several processes can share one store:
+
+- `escape_cache_name(name)`: injective cache name -> file name (`c-` + `%02x` escapes).
+- `check_step_id(id)`: reject ids that are not a single safe path component.
+- `file_lock(path)`: a flock-held lock file, as a context manager.
+- `locked_counter(path)`: a generation counter stored in a lock file, read/written under flock.
+- `TempArea(dir)`: uniquely named temporaries whose owner holds a flock while it is alive;
+  `sweep()` removes those whose owner died (kill -9), never a live one.
+- `statvfs_free_pct(path)`, `du_bytes(path)`: free space in percent, apparent size in bytes.
+- `DirStore`: the Store skeleton (layout, atomic commit, caches) of the rsync and btrfs backends;
+  a backend subclasses it and supplies `_create_empty`, `_clone`, `_remove`, `df` (and may
+  override `_commit`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import logging
+import os
+import re
+import secrets
+import shutil
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from obuilder_core.errors import ObuilderError
+from obuilder_core.process import run_cmd
+from obuilder_core.stores.base import CacheLease, StoreError
+
+log = logging.getLogger(__name__)
+
+_SAFE_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
+_MAX_ESCAPED = 200
+_STEP_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,254}")
+
+
+def escape_cache_name(name: str) -> str:
+    """Map a cache name to a file name, injectively: `c-` + `[A-Za-z0-9._-]` kept + `%02x`.
+
+    Unlike OBuilder's `Escape.cache` (reference §7 item 14) every escape has two hex digits, so
+    distinct names never collide; `/`, `%`, spaces and NUL are escaped, so the result is always
+    one path component, and the `c-` prefix means it is never `.` or `..`. A name whose escape
+    would exceed 200 characters becomes `h-` + its SHA-256 (hex) instead.
+    """
+    raw = name.encode("utf-8", errors="surrogateescape")
+    out = "c-" + "".join(chr(b) if b in _SAFE_BYTES else f"%{b:02x}" for b in raw)
+    if len(out) > _MAX_ESCAPED:
+        # Too long for one file name: a digest of the name instead. The `h-` prefix keeps these
+        # apart from short names (always `c-`), and they are valid zfs dataset names too.
+        out = "h-" + hashlib.sha256(raw).hexdigest()
+    return out
+
+
+def check_step_id(id: str) -> str:
+    """Return `id` if it is usable as one file name (`[A-Za-z0-9._-]`, no leading dot).
+
+    Raises StoreError otherwise, so that an id can never name a path outside the store.
+    """
+    if not _STEP_ID.fullmatch(id):
+        raise StoreError(f"invalid step id {id!r}: expected letters, digits, '.', '_' or '-'")
+    return id
+
+
+def unique_name(suffix: str = "") -> str:
+    """A name unique across processes and threads without any in-memory counter.
+
+    `<pid>-<64 random bits>[-suffix]`; the suffix (for humans reading the directory) is cut to
+    100 characters so the name always fits in one path component.
+    """
+    name = f"{os.getpid()}-{secrets.token_hex(8)}"
+    return f"{name}-{suffix[:100]}" if suffix else name
+
+
+@contextlib.contextmanager
+def file_lock(path: Path, *, shared: bool = False) -> Iterator[int]:
+    """Hold an flock on `path` (created if missing) for the duration; yields the open fd.
+
+    The lock is per open file, so it excludes other threads of this process as well as other
+    processes, and the kernel drops it when the holder dies.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+        yield fd
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+@dataclass(frozen=True)
+class Counter:
+    """A counter stored in an open, flock-held file (see `locked_counter`)."""
+
+    fd: int
+
+    def get(self) -> int:
+        """The stored value (0 for a new or unreadable file)."""
+        os.lseek(self.fd, 0, os.SEEK_SET)
+        text = os.read(self.fd, 64).decode(errors="replace").strip()
+        return int(text) if text.isdigit() else 0
+
+    def set(self, value: int) -> None:
+        """Store `value` (durably: written and fsynced before the lock is released)."""
+        data = f"{value}\n".encode()
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, data, 0)
+        os.fsync(self.fd)
+
+
+@contextlib.contextmanager
+def locked_counter(path: Path) -> Iterator[Counter]:
+    """Lock the counter file `path` exclusively and yield it; e.g. a cache's generation.
+
+    Typical use (first release of overlapping cache users wins):
+    `with locked_counter(p) as gen: if gen.get() == gen0: gen.set(gen0 + 1); commit()`.
+    """
+    with file_lock(path) as fd:
+        yield Counter(fd)
+
+
+@dataclass(frozen=True)
+class TempClaim:
+    """A claimed temporary path inside a `TempArea`; its owner holds `lock_fd` until released.
+
+    The backend creates whatever it likes at `path` (directory, subvolume, mount point).
+    """
+
+    path: Path
+    lock_path: Path
+    lock_fd: int
+
+    def release(self) -> None:
+        """Give up the claim. Remove the temporary at `path` first, if it still exists."""
+        with contextlib.suppress(FileNotFoundError):
+            self.lock_path.unlink()
+        os.close(self.lock_fd)
+
+
+class TempArea:
+    """A directory of uniquely named temporaries that crashed owners leave to be swept.
+
+    Each temporary `DIR/NAME` has a lock file `DIR/.locks/NAME` that its owner holds (flock)
+    while it uses the temporary. `sweep` (run when a store is opened) removes the temporaries
+    whose lock is not held, i.e. whose owner died, and leaves live ones alone. A lock on
+    `DIR/.locks/.sweep` (shared while claiming, exclusive while sweeping) keeps a sweep from
+    seeing a claim between creating its lock file and locking it.
+    """
+
+    def __init__(self, dir: Path) -> None:
+        self.dir = dir
+        self.locks = dir / ".locks"
+        self.locks.mkdir(parents=True, exist_ok=True)
+
+    def claim(self, suffix: str = "") -> TempClaim:
+        """Reserve a fresh name `DIR/<pid>-<random>[-suffix]` (nothing is created at it)."""
+        with file_lock(self.locks / ".sweep", shared=True):
+            name = unique_name(suffix)
+            lock_path = self.locks / name
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        return TempClaim(self.dir / name, lock_path, fd)
+
+    def sweep(self, remove: Callable[[Path], None]) -> list[Path]:
+        """Remove (with `remove(path)`) every temporary whose owner is gone; return them.
+
+        `remove` must accept a path that does not exist or is only partly built.
+        """
+        removed: list[Path] = []
+        with file_lock(self.locks / ".sweep"):
+            for entry in sorted(self.dir.iterdir()):
+                if entry.name == ".locks":
+                    continue
+                if _is_held(self.locks / entry.name):
+                    continue
+                try:
+                    remove(entry)
+                except (OSError, ObuilderError) as e:
+                    # e.g. an orphaned child of the dead owner still writing into it: a
+                    # later sweep retries; opening the store must not fail for it.
+                    log.warning("cannot remove leftover temporary %s: %s", entry, e)
+                    continue
+                removed.append(entry)
+            for lock in self.locks.iterdir():
+                orphan = lock.name != ".sweep" and not (self.dir / lock.name).exists()
+                if orphan and not _is_held(lock):
+                    lock.unlink(missing_ok=True)
+        return removed
+
+    def live(self) -> list[Path]:
+        """The temporaries whose owner is alive (holds its lock)."""
+        return [
+            e
+            for e in sorted(self.dir.iterdir())
+            if e.name != ".locks" and _is_held(self.locks / e.name)
+        ]
+
+    def names(self) -> list[str]:
+        """The temporaries present (live or dead), for tests and diagnostics."""
+        return sorted(e.name for e in self.dir.iterdir() if e.name != ".locks")
+
+
+def _is_held(lock: Path) -> bool:
+    """True if another open file holds an flock on `lock` (False if it does not exist)."""
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            return True
+        raise
+    finally:
+        os.close(fd)
+    return False
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a file or directory tree if present, even with read-only subdirectories."""
+    if path.is_symlink() or path.is_file():
+        path.unlink(missing_ok=True)
+        return
+    if not path.exists():
+        return
+    try:
+        shutil.rmtree(path)
+    except PermissionError:
+        # A directory without write permission (e.g. made 0555 by a build) blocks unlinking
+        # its entries when we are not root; grant it and retry once.
+        run_cmd(["chmod", "-R", "u+rwx", "--", str(path)], check=False)
+        shutil.rmtree(path)
+
+
+def statvfs_free_pct(path: Path) -> float:
+    """Free space (available to unprivileged users) of `path`'s filesystem, in percent."""
+    st = os.statvfs(path)
+    used = st.f_blocks - st.f_bfree
+    total = used + st.f_bavail
+    return 100.0 if total == 0 else 100.0 - 100.0 * used / total
+
+
+def du_bytes(path: Path) -> int:
+    """Apparent size in bytes of the tree at `path` (hard links counted once), via `du -sb`."""
+    proc = run_cmd(["du", "-sb", "--", str(path)])
+    try:
+        return int(proc.stdout.split()[0])
+    except (IndexError, ValueError):
+        raise StoreError(f"du -sb {path}: unexpected output {proc.stdout!r}") from None
+
+
+def fs_type(path: Path) -> str:
+    """The filesystem type of `path` as `stat -f` names it ("btrfs", "ext2/ext3", "tmpfs", ...)."""
+    return run_cmd(["stat", "-f", "-c", "%T", "--", str(path)]).stdout.decode().strip()
+
+
+class DirStore:
+    """The shared skeleton of the directory-based backends (rsync, btrfs).
+
+    Layout under `root`: `result/<id>` (committed steps), `result-tmp/` (a TempArea of builds in
+    progress and of results being deleted), `cache/c-<escaped>` (latest version of each cache),
+    `cache-tmp/` (a TempArea of cache clones), `cache-meta/c-<escaped>.gen` (each cache's
+    generation counter and lock), `state/`. A subclass supplies the filesystem operations:
+    `_create_empty`, `_clone`, `_remove`, `df` and, optionally, `_commit`.
+    """
+
+    kind = "dir"
+    # False where a committed step cannot be renamed (read-only btrfs snapshots).
+    _rename_results = True
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        for sub in ("result", "cache", "cache-meta", "state"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+        self._result_tmp = TempArea(root / "result-tmp")
+        self._cache_tmp = TempArea(root / "cache-tmp")
+        # Leftovers of crashed processes; live builds of other processes hold their locks.
+        self._result_tmp.sweep(self._remove)
+        self._cache_tmp.sweep(self._remove)
+
+    # -- operations a backend provides ------------------------------------------------------
+
+    def _create_empty(self, path: Path) -> None:
+        """Create an empty writable directory (or subvolume) at `path`."""
+        raise NotImplementedError
+
+    def _clone(self, src: Path, dst: Path) -> None:
+        """Create `dst` as a writable copy of `src` (`dst` does not exist yet)."""
+        raise NotImplementedError
+
+    def _commit(self, tmp: Path, dst: Path, id: str) -> None:
+        """Atomically make the finished build `tmp` appear as step dir `dst` (`tmp` may be
+        consumed). The default is one rename, which refuses to replace an existing step."""
+        commit_rename(tmp, dst, id)
+
+    def _remove(self, path: Path) -> None:
+        """Remove whatever is at `path` (any state, including half-built); no-op if absent."""
+        raise NotImplementedError
+
+    def df(self) -> float:
+        """Free space in percent."""
+        raise NotImplementedError
+
+    # -- the Store protocol -----------------------------------------------------------------
+
+    def build(self, id: str, parent: str | None, fn: Callable[[Path], None]) -> Path:
+        """See `Store.build`: fn works on a temp clone; committed by one atomic rename."""
+        dst = self.root / "result" / check_step_id(id)
+        base = None
+        if parent is not None:
+            base = self.result(parent)
+            if base is None:
+                raise StoreError(f"parent step {parent} not found in store {self.root}")
+        work = self._result_tmp.claim(id)
+        try:
+            if base is None:
+                self._create_empty(work.path)
+            else:
+                self._clone(base, work.path)
+            fn(work.path)
+            self._commit(work.path, dst, id)
+        finally:
+            self._discard(work)
+        return dst
+
+    def _discard(self, claim: TempClaim) -> None:
+        """Remove a temporary and give up its claim, never masking the exception in flight.
+
+        If removing fails, the claim is released anyway, so the next open sweeps it.
+        """
+        try:
+            self._remove(claim.path)
+        except (OSError, ObuilderError) as e:
+            log.warning("cannot remove temporary %s (swept at next open): %s", claim.path, e)
+        finally:
+            claim.release()
+
+    def result(self, id: str) -> Path | None:
+        """See `Store.result`."""
+        path = self.root / "result" / check_step_id(id)
+        return path if path.is_dir() else None
+
+    def ids(self) -> list[str]:
+        """See `Store.ids`."""
+        entries = (self.root / "result").iterdir()
+        return sorted(e.name for e in entries if _STEP_ID.fullmatch(e.name))
+
+    def delete(self, id: str) -> None:
+        """See `Store.delete`: the step disappears at once (renamed away), then is removed."""
+        src = self.root / "result" / check_step_id(id)
+        if not self._rename_results:
+            self._remove(src)
+            return
+        trash = self._result_tmp.claim(id)
+        try:
+            os.rename(src, trash.path)
+        except FileNotFoundError:
+            pass  # not there: deleting a missing step is a no-op
+        finally:
+            self._discard(trash)
+
+    def state_dir(self) -> Path:
+        """See `Store.state_dir`."""
+        return self.root / "state"
+
+    def cache(self, name: str, user: tuple[int, int]) -> CacheLease:
+        """See `Store.cache`: a clone of `cache/<escaped>`; the generation counter is on disk."""
+        esc = escape_cache_name(name)
+        main = self.root / "cache" / esc
+        clone = self._cache_tmp.claim(esc)
+        try:
+            with locked_counter(self.root / "cache-meta" / f"{esc}.gen") as gen:
+                if not main.exists():
+                    self._create_cache(main, user)
+                gen0 = gen.get()
+                self._clone(main, clone.path)
+        except BaseException:
+            self._discard(clone)
+            raise
+        return CacheLease(clone.path, _once(lambda: self._release_cache(esc, gen0, clone)))
+
+    def _create_cache(self, main: Path, user: tuple[int, int]) -> None:
+        """Create `main` empty and owned by `user`, atomically (built aside, then renamed)."""
+        new = self._cache_tmp.claim()
+        try:
+            self._create_empty(new.path)
+            try:
+                os.chown(new.path, *user)
+            except PermissionError:
+                if os.geteuid() == 0:
+                    raise
+                # Without root we cannot give files away; the cache stays ours (rootless use).
+            os.rename(new.path, main)
+        finally:
+            self._discard(new)
+
+    def _release_cache(self, esc: str, gen0: int, clone: TempClaim) -> None:
+        """Commit `clone` as the new version unless someone committed or deleted since gen0."""
+        main = self.root / "cache" / esc
+        try:
+            with locked_counter(self.root / "cache-meta" / f"{esc}.gen") as gen:
+                if gen.get() != gen0:
+                    return  # a concurrent user released first: it wins, this clone is dropped
+                gen.set(gen0 + 1)
+                self._replace(main, clone.path)
+        finally:
+            self._discard(clone)
+
+    def _replace(self, main: Path, new: Path) -> None:
+        """Make `new` the directory at `main`: old one renamed away, new renamed in, old removed."""
+        old = self._cache_tmp.claim()
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                os.rename(main, old.path)
+            os.rename(new, main)
+        finally:
+            self._discard(old)
+
+    def delete_cache(self, name: str) -> None:
+        """See `Store.delete_cache`: never busy; users holding clones will be discarded."""
+        esc = escape_cache_name(name)
+        old = self._cache_tmp.claim()
+        try:
+            with locked_counter(self.root / "cache-meta" / f"{esc}.gen") as gen:
+                gen.set(gen.get() + 1)
+                with contextlib.suppress(FileNotFoundError):
+                    os.rename(self.root / "cache" / esc, old.path)
+        finally:
+            self._discard(old)
+
+
+def commit_rename(src: Path, dst: Path, id: str) -> None:
+    """Rename `src` to `dst` atomically; it refuses to replace an existing (non-empty) step."""
+    try:
+        os.rename(src, dst)
+    except OSError as e:
+        if e.errno in (errno.EEXIST, errno.ENOTEMPTY):
+            raise StoreError(f"step {id} already exists in the store") from None
+        raise
+
+
+def _once(fn: Callable[[], None]) -> Callable[[], None]:
+    """Wrap `fn` so only the first call runs it (a lease released twice is released once)."""
+    lock = threading.Lock()
+    done: list[bool] = []
+
+    def call() -> None:
+        with lock:
+            if done:
+                return
+            done.append(True)
+        fn()
+
+    return call
