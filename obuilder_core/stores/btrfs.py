@@ -13,7 +13,8 @@ from pathlib import Path
 
 from obuilder_core.process import run_cmd
 from obuilder_core.stores.base import StoreError
-from obuilder_core.stores.common import DirStore, fs_type, remove_tree
+from obuilder_core.stores.common import fs_type, remove_tree
+from obuilder_core.stores.dirstore import DirStore
 
 # The root directory of every btrfs subvolume has this inode number.
 _SUBVOLUME_INO = 256

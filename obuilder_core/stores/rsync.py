@@ -10,7 +10,8 @@ from pathlib import Path
 
 from obuilder_core.process import run_cmd
 from obuilder_core.stores.base import StoreError
-from obuilder_core.stores.common import DirStore, remove_tree, statvfs_free_pct
+from obuilder_core.stores.common import remove_tree, statvfs_free_pct
+from obuilder_core.stores.dirstore import DirStore
 
 
 class RsyncStore(DirStore):
