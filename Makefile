@@ -1,14 +1,19 @@
 # The two commands of the README's Quick start. Each installs what it needs first.
 VENV := .venv/bin
+BUSYBOX_OCI := build/busybox-oci
 
-.PHONY: setup demo test lint
+.PHONY: setup demo test lint busybox
 
 setup:
 	./scripts/setup.sh
 
-demo: setup
-	$(VENV)/obuilder check examples/*.spec
-	$(VENV)/obuilder fmt --check examples/*.spec
+# The busybox base image the examples and tests build on, imported into the default store.
+busybox: setup
+	$(VENV)/python scripts/build-busybox-image.py $(BUSYBOX_OCI)
+	$(VENV)/obuilder image import busybox $(BUSYBOX_OCI)
+
+demo: busybox
+	$(VENV)/pytest examples/
 
 test: setup
 	./scripts/test.sh

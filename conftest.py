@@ -4,6 +4,7 @@ Each module under tests/fixtures/ owns one real part and cleans up what it creat
 """
 
 pytest_plugins = [
+    "pytester",
     "tests.fixtures.root",
     "tests.fixtures.stores",
     "tests.fixtures.rsync",

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from obuilder_core.stores.base import Store, StoreError
-from obuilder_core.stores.common import TempArea, du_bytes
+from obuilder_core.stores.common import TempArea, du_bytes, file_lock
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS steps (
@@ -60,15 +60,18 @@ class Index:
         self.store = store
         self.path: Path = store.state_dir() / "index.sqlite"
         self._lock = threading.Lock()
-        try:
-            self._db = sqlite3.connect(
-                self.path, timeout=60.0, isolation_level=None, check_same_thread=False
-            )
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
-        except sqlite3.Error as e:
-            raise StoreError(f"cannot open the store index {self.path}: {e}") from None
+        # Switching to WAL and creating the schema take locks that sqlite's busy handler does
+        # not always wait for, so processes opening a fresh index at once take turns.
+        with file_lock(store.state_dir() / "index.open.lock"):
+            try:
+                self._db = sqlite3.connect(
+                    self.path, timeout=60.0, isolation_level=None, check_same_thread=False
+                )
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db.executescript(_SCHEMA)
+            except sqlite3.Error as e:
+                raise StoreError(f"cannot open the store index {self.path}: {e}") from None
         self._leases = TempArea(store.state_dir() / "index-leases")
         self._leases.sweep(lambda p: p.unlink(missing_ok=True))
         if reconcile:

@@ -1,1 +1,92 @@
-"""The pytest11 entry point. Collection of `*.spec` files arrives with the builder."""
+"""The pytest11 entry point: hooks that collect `*.spec` files and report their builds."""
+
+from __future__ import annotations
+
+from fnmatch import fnmatch
+from pathlib import Path
+
+import pytest
+
+from pytest_obuilder import hooks
+from pytest_obuilder.items import BuilderSession, SpecFile, session_key
+from pytest_obuilder.options import add_options, read_settings
+from pytest_obuilder.report import SpecRun, spec_run, step_lines, summary_table
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Declare the `--obuilder-*` options and their ini twins."""
+    add_options(parser)
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    """Make `pytest_obuilder_build_finished` available to conftest files and plugins."""
+    pluginmanager.add_hookspecs(hooks)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Read the options once; set up the session's builder and, where output goes, reporting."""
+    config.stash[session_key] = BuilderSession(read_settings(config))
+    if not hasattr(config, "workerinput"):  # pytest-xdist workers report to the controller
+        config.pluginmanager.register(BuildReporter(config), "obuilder-reporter")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Close the builder this process opened."""
+    session = config.stash.get(session_key, None)
+    if session is not None:
+        session.close()
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> SpecFile | None:
+    """Collect files matching the ini option `obuilder_spec_files` (default `*.spec`)."""
+    patterns = parent.config.stash[session_key].settings.spec_files
+    if any(_matches(file_path, pattern) for pattern in patterns):
+        return SpecFile.from_parent(parent, path=file_path)
+    return None
+
+
+def _matches(path: Path, pattern: str) -> bool:
+    # Like `python_files`: a pattern with a slash matches the end of the path.
+    if "/" in pattern:
+        return fnmatch(path.as_posix(), f"*/{pattern.lstrip('/')}")
+    return fnmatch(path.name, pattern)
+
+
+class BuildReporter:
+    """Terminal output of builds: per-step lines with `-v`, and the summary table at the end.
+
+    Reads what workers sent in reports, so under pytest-xdist it covers every worker's builds.
+    """
+
+    def __init__(self, config: pytest.Config) -> None:
+        self._config = config
+        self._runs: list[SpecRun] = []
+        self._pending: dict[str, SpecRun] = {}
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """Keep the build carried by each call-phase report."""
+        if report.when != "call":
+            return
+        run = spec_run(report)
+        if run is not None:
+            self._runs.append(run)
+            if self._config.get_verbosity() >= 1:
+                self._pending[report.nodeid] = run
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_runtest_logfinish(self, nodeid: str) -> None:
+        """With `-v`, list the spec's steps under its result line."""
+        run = self._pending.pop(nodeid, None)
+        terminal = self._config.pluginmanager.get_plugin("terminalreporter")
+        if run is None or terminal is None:
+            return
+        terminal.ensure_newline()
+        for line in step_lines(run):
+            terminal.write_line(line)
+
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        """The table of builds and the store's hits and misses."""
+        if not self._runs or self._config.get_verbosity() < -1:
+            return
+        terminalreporter.write_sep("=", "obuilder builds")
+        terminalreporter.write_line(summary_table(self._runs))

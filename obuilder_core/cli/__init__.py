@@ -27,6 +27,7 @@ from obuilder_core.errors import ObuilderError
 SUBCOMMAND_MODULES: tuple[str, ...] = (
     "obuilder_core.cli.spec_commands",
     "obuilder_core.cli.image",
+    "obuilder_core.cli.build_commands",
 )
 
 PROG = "obuilder"

@@ -240,6 +240,9 @@ class _Converter:
             mounts += "".join(self.mount("cache", c, user, op.pos) for c in op.cache)
         lines = self.command_lines(op)
         sep = f" {self.esc}\n    "
+        if op.uncached:
+            # Docker has no per-step opt-out of its cache; say so where the step is.
+            self.lines.append("# (uncached): obuilder re-runs this step on every build")
         self.lines.append(f"RUN {mounts}{sep.join(lines)}")
 
     def command_lines(self, op: Run) -> list[str]:

@@ -120,12 +120,16 @@ class Shell:
 
 @dataclass(frozen=True)
 class Run:
-    """`(run (cache ...) (network ...) (secrets ...) (shell CMD))`."""
+    """`(run (cache ...) (network ...) (secrets ...) (uncached) (shell CMD))`.
+
+    `uncached` (an extension): the step is never taken from the cache; it runs on every build.
+    """
 
     shell: str
     cache: tuple[Cache, ...] = ()
     network: tuple[str, ...] = ()
     secrets: tuple[Secret, ...] = ()
+    uncached: bool = False
     pos: Pos | None = field(default=None, compare=False, repr=False, kw_only=True)
 
 

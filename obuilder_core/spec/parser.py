@@ -40,7 +40,7 @@ from obuilder_core.spec.printer import one_line, op_to_sexp
 from obuilder_core.spec.reader import Atom, Sexp, SList, escape, format_atom, head, read_sexp
 
 OPS = ("comment", "workdir", "shell", "run", "copy", "user", "env")
-RUN_FIELDS = ("cache", "network", "secrets", "shell")
+RUN_FIELDS = ("cache", "network", "secrets", "uncached", "shell")
 COPY_FIELDS = ("from", "src", "dst", "exclude")
 MOUNT_FIELDS = ("target", "buildkit_options")
 USER_FIELDS = ("uid", "gid", "name")
@@ -303,6 +303,11 @@ class _Parser:
         cache = self.attempt(self.mounts, fields.get("cache"), "cache", Cache)
         network = self.attempt(self.atoms, fields["network"]) if "network" in fields else ()
         secrets = self.attempt(self.mounts, fields.get("secrets"), "secret", Secret)
+        uncached = "uncached" in fields
+        if uncached and len(fields["uncached"].items) > 1:
+            self.errors.append(SpecError(
+                f"{show(fields['uncached'])}: (uncached) takes no arguments",
+                fields["uncached"].pos, "write just (uncached)"))
         shell = None
         if "shell" in fields:
             shell = self.attempt(self.command, fields["shell"])
@@ -313,7 +318,7 @@ class _Parser:
         if len(self.errors) > before or shell is None:
             raise _Recorded
         return Run(shell, tuple(cache or ()), tuple(network or ()), tuple(secrets or ()),
-                   pos=form.pos)
+                   uncached, pos=form.pos)
 
     def command(self, form: SList) -> str:
         return self.one_atom(form, "command string", '(shell "make install")')

@@ -68,6 +68,8 @@ def _run_to_sexp(op: Run) -> list[Sexp]:
         fields.append(_field("network", *op.network))
     if op.secrets:
         fields.append(SList((Atom("secrets"), *map(_mount_to_sexp, op.secrets))))
+    if op.uncached:
+        fields.append(SList((Atom("uncached"),)))
     fields.append(_field("shell", op.shell))
     return fields
 

@@ -106,7 +106,8 @@ CATALOGUE = [
         "run-extra-field",
         "((from a)\n (run (shell x) (foo bar)))",
         "example.spec:2:17: unknown field foo in (run ...); "
-        "its fields are (cache ...), (network ...), (secrets ...) or (shell ...)",
+        "its fields are (cache ...), (network ...), (secrets ...), (uncached ...) "
+        "or (shell ...)",
     ),
     (
         "run-duplicate-field",

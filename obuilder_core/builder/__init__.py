@@ -1,0 +1,19 @@
+"""The builder: build loop, step caching, single-flight across threads and processes.
+
+`Builder.open(store)` then `builder.build(spec, context_dir, log=...)` -> `BuildResult`.
+"""
+
+from obuilder_core.builder.builder import Builder, StepError
+from obuilder_core.builder.context import DEFAULT_SHELL, Context
+from obuilder_core.builder.result import BuildFailure, BuildResult, LogEvent, StepRecord
+
+__all__ = [
+    "DEFAULT_SHELL",
+    "BuildFailure",
+    "BuildResult",
+    "Builder",
+    "Context",
+    "LogEvent",
+    "StepError",
+    "StepRecord",
+]

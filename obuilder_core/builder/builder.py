@@ -1,0 +1,412 @@
+"""The build loop (reference §2.2): child builds, base image, then each op in turn.
+
+Every step (base, run, copy) has an id from its key (`obuilder_core.keys`). A step found in the
+store is a cache hit: its saved output is replayed. A missing one is built once through
+`SingleFlight`, however many clients (threads or processes) ask for it at the same time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import secrets as random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from obuilder_core.builder.context import Context
+from obuilder_core.builder.flight import Outcome, SingleFlight
+from obuilder_core.builder.result import BuildFailure, BuildResult, LogEvent, StepRecord
+from obuilder_core.builder.steps import copy_files, fetch_base, read_image_config, run_command
+from obuilder_core.errors import ObuilderError
+from obuilder_core.images import ImageSource, default_sources
+from obuilder_core.index import Index
+from obuilder_core.keys import (
+    BaseKey,
+    CopyKey,
+    copy_destination,
+    load_or_create_key,
+    run_key,
+    secret_digest,
+    step_id,
+)
+from obuilder_core.log import Emit, replay
+from obuilder_core.manifest import DEFAULT_ALGORITHM, StatCache, generate
+from obuilder_core.sandbox import RunConfig, Sandbox
+from obuilder_core.spec.model import Copy, FromBuild, NamedUser, Run, Spec
+from obuilder_core.spec.printer import heading as op_heading
+from obuilder_core.spec.reader import format_atom
+from obuilder_core.stores import Store, open_store
+
+Fill = Callable[[Path, Emit, threading.Event], None]
+
+
+class StepError(ObuilderError):
+    """A step failed; carries what the client needs to report it."""
+
+    def __init__(self, heading: str, message: str, log: bytes) -> None:
+        super().__init__(message)
+        self.failure = BuildFailure(heading, message, log)
+
+
+class _Client:
+    """One `build` call: sends its events, times its steps, keeps the current step's output."""
+
+    def __init__(self, log: Callable[[LogEvent], None] | None, cancel: threading.Event) -> None:
+        self._log = log
+        self.cancel = cancel
+        self.steps: list[StepRecord] = []
+        self.output = bytearray()
+        self.heading = ""
+
+    def event(self, kind: str, text: str) -> None:
+        if kind == "heading":
+            self.heading = text
+            self.output = bytearray()
+        if self._log is not None:
+            self._log(LogEvent(kind, text.encode()))  # type: ignore[arg-type]
+
+    def write(self, data: bytes) -> None:
+        self.output += data
+        if self._log is not None:
+            self._log(LogEvent("output", data))
+
+    def fail(self, message: str) -> StepError:
+        return StepError(self.heading, message, bytes(self.output))
+
+
+class Builder:
+    """Builds specs on one store, with one sandbox and one list of image sources.
+
+    Safe to call `build` from many threads at once; steps are shared between concurrent
+    builds, also with other processes using the same store.
+    """
+
+    def __init__(self, store: Store, sandbox: Sandbox, sources: list[ImageSource]) -> None:
+        self.store = store
+        self.sandbox = sandbox
+        self.sources = sources
+        state = store.state_dir()
+        self.index = Index(store)
+        self._secret_key = load_or_create_key(state / "secret-key")
+        self._stat_cache = StatCache(state / "stat-cache.sqlite")
+        self._flight = SingleFlight(state / "steps", self._saved_log)
+        self._lock = threading.Lock()
+        self._hits = 0
+        self._misses = 0
+
+    @classmethod
+    def open(
+        cls,
+        store: str | None = None,
+        *,
+        fast_sync: bool = False,
+        registry_mirror: str | None = None,
+    ) -> Builder:
+        """A builder on store `store` (`KIND:ARG`; None: the default store) with runc."""
+        from obuilder_core.sandbox import RuncSandbox
+        from obuilder_core.stores.auto import default_store_spec
+
+        opened = open_store(store or default_store_spec())
+        state = opened.state_dir()
+        sandbox = RuncSandbox(state / "sandbox", fast_sync=fast_sync)
+        return cls(opened, sandbox, default_sources(state / "images", mirror=registry_mirror))
+
+    def close(self) -> None:
+        """Release the index and the stat cache."""
+        self._stat_cache.close()
+        self.index.close()
+
+    def __enter__(self) -> Builder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def stats(self) -> tuple[int, int]:
+        """(cache hits, misses) of the steps requested since the builder was opened."""
+        with self._lock:
+            return self._hits, self._misses
+
+    def in_progress(self) -> list[str]:
+        """The step ids this builder is building or waiting for right now."""
+        return self._flight.in_progress()
+
+    # -- the build loop -----------------------------------------------------------------------
+
+    def build(
+        self,
+        spec: Spec,
+        context: Path,
+        *,
+        secrets: Mapping[str, bytes] = {},
+        log: Callable[[LogEvent], None] | None = None,
+        cancel: threading.Event | None = None,
+        use_cache: bool = True,
+    ) -> BuildResult:
+        """Build `spec` with `context` as the source of `(copy ...)`; never raises for a
+        failing step (see BuildResult.failure). Raises ObuilderError for a bad context dir.
+
+        `cancel`: set it to stop; this call then returns at once with a failure, and each
+        step in progress is killed once no other build still wants it. `use_cache=False`
+        re-runs every run and copy step (their results get fresh ids).
+        """
+        context = Path(context)
+        if not context.is_dir():
+            raise ObuilderError(f"build context {context}: not a directory")
+        client = _Client(log, cancel or threading.Event())
+        ctx = Context(src_dir=context, secrets=dict(secrets))
+        with contextlib.ExitStack() as held:
+            try:
+                id = self._build(spec, ctx, client, held, use_cache)
+            except StepError as e:
+                return BuildResult(None, tuple(client.steps), e.failure)
+            except ObuilderError as e:
+                return BuildResult(
+                    None, tuple(client.steps), BuildFailure(client.heading, str(e), b"")
+                )
+        return BuildResult(id, tuple(client.steps), None)
+
+    def _build(
+        self,
+        spec: Spec,
+        ctx: Context,
+        client: _Client,
+        held: contextlib.ExitStack,
+        use_cache: bool,
+    ) -> str:
+        start = ctx
+        for child in spec.child_builds:
+            client.event("heading", f"(build {_quote(child.name)} \u2026)")
+            child_ctx = Context(
+                src_dir=start.src_dir, env=start.env, secrets=start.secrets, scope=ctx.scope
+            )
+            child_id = self._build(child.spec, child_ctx, client, held, use_cache)
+            client.event("note", f"--> finished {_quote(child.name)}")
+            ctx = ctx.with_build(child.name, child_id)
+        client.event("heading", f"(from {format_atom(spec.from_)})")
+        base = self._base(spec.from_, client, held)
+        image = read_image_config(self._result(base))
+        ctx = Context(
+            src_dir=ctx.src_dir, env=ctx.env + image.env, scope=ctx.scope, secrets=ctx.secrets
+        )
+        id = base
+        for op in spec.ops:
+            client.event("heading", op_heading(ctx.workdir, op))
+            if isinstance(op, Run):
+                id = self._run(id, op, ctx, client, held, use_cache)
+            elif isinstance(op, Copy):
+                id = self._copy(id, op, ctx, client, held, use_cache)
+            else:
+                ctx = ctx.apply(op)
+        return id
+
+    def _base(self, image: str, client: _Client, held: contextlib.ExitStack) -> str:
+        id = step_id(BaseKey(image))
+        sources = self.sources
+        self._step(
+            id,
+            None,
+            lambda tmp, w, _c: fetch_base(tmp, image, w, sources),
+            client,
+            held,
+            fresh=False,
+        )
+        return id
+
+    def _run(
+        self,
+        parent: str,
+        op: Run,
+        ctx: Context,
+        client: _Client,
+        held: contextlib.ExitStack,
+        use_cache: bool,
+    ) -> str:
+        values = []
+        for s in op.secrets:
+            if s.id not in ctx.secrets:
+                raise client.fail(f"Couldn't find value for requested secret '{s.id}'")
+            values.append(ctx.secrets[s.id])
+        if isinstance(ctx.user, NamedUser):
+            raise client.fail(
+                f"user {ctx.user.name!r}: the runc sandbox needs (user (uid U) (gid G))"
+            )
+        digests = [secret_digest(self._secret_key, v) for v in values]
+        key = run_key(
+            parent,
+            workdir=ctx.workdir,
+            user=ctx.user,
+            env=ctx.env,
+            shell=ctx.shell,
+            op=op,
+            secret_digests=digests,
+        )
+        fresh = op.uncached or not use_cache
+        id = _fresh_id(step_id(key)) if fresh else step_id(key)
+        config = RunConfig(
+            argv=(*ctx.shell, op.shell),
+            cwd=ctx.workdir,
+            env=ctx.env,
+            user=(ctx.user.uid, ctx.user.gid),
+            network=tuple(op.network),
+        )
+        mounted = {s.target: v for s, v in zip(op.secrets, values, strict=True)}
+
+        def fill(tmp: Path, write: Emit, cancel: threading.Event) -> None:
+            run_command(
+                tmp,
+                config,
+                op.cache,
+                mounted,
+                store=self.store,
+                sandbox=self.sandbox,
+                write=write,
+                cancel=cancel,
+            )
+
+        self._step(id, parent, fill, client, held, fresh=fresh)
+        return id
+
+    def _copy(
+        self,
+        parent: str,
+        op: Copy,
+        ctx: Context,
+        client: _Client,
+        held: contextlib.ExitStack,
+        use_cache: bool,
+    ) -> str:
+        if isinstance(op.from_, FromBuild):
+            child = ctx.build_id(op.from_.name)
+            if child is None:
+                raise client.fail(f"Unknown build {_quote(op.from_.name)}")
+            held.enter_context(self.index.protect([child]))
+            src_dir = self._result(child) / "rootfs"
+            cache = None
+        else:
+            src_dir, cache = ctx.src_dir, self._stat_cache
+        items = tuple(
+            generate(src_dir, src, op.exclude, algorithm=DEFAULT_ALGORITHM, stat_cache=cache)
+            for src in op.src
+        )
+        dst, shape = copy_destination(ctx.workdir, op.dst, len(items))
+        key = CopyKey(
+            parent=parent,
+            user=ctx.user,
+            dst=dst,
+            shape=shape,
+            manifests=items,
+            algorithm=DEFAULT_ALGORITHM,
+        )
+        id = _fresh_id(step_id(key)) if not use_cache else step_id(key)
+        user = ctx.user
+
+        def fill(tmp: Path, write: Emit, cancel: threading.Event) -> None:
+            copy_files(
+                tmp,
+                src_dir,
+                items,
+                dst,
+                shape,
+                user,
+                sandbox=self.sandbox,
+                write=write,
+                cancel=cancel,
+            )
+
+        self._step(id, parent, fill, client, held, fresh=not use_cache)
+        return id
+
+    # -- one step -------------------------------------------------------------------------------
+
+    def _step(
+        self,
+        id: str,
+        parent: str | None,
+        fill: Fill,
+        client: _Client,
+        held: contextlib.ExitStack,
+        *,
+        fresh: bool,
+    ) -> None:
+        """Get step `id` from the cache or build it; raise StepError if it fails."""
+        started = time.monotonic()
+        if client.cancel.is_set():
+            raise client.fail("Cancelled at user's request")
+        # Protect first, then look: a prune running now cannot remove what we then find.
+        held.enter_context(self.index.protect([id] if parent is None else [id, parent]))
+        saved = None if fresh else self._saved_log(id)
+        if saved is not None:
+            self.index.touch(id)
+            replay(saved, client.write)
+            outcome = Outcome("cached")
+        else:
+            outcome = self._flight.run(
+                id,
+                self._executor(id, parent, fill),
+                client.write,
+                cancel=client.cancel,
+                note=lambda text: client.event("note", text),
+            )
+        with self._lock:
+            if outcome.kind == "cached":
+                self._hits += 1
+            else:
+                self._misses += 1
+        if outcome.kind in ("failed", "cancelled"):
+            raise client.fail(outcome.message)
+        if outcome.kind == "cached":
+            client.event("note", f"---> using {_quote(id)} from cache")
+        else:
+            client.event("note", f"---> saved as {_quote(id)}")
+        client.steps.append(
+            StepRecord(
+                id=id,
+                heading=client.heading,
+                cached=outcome.kind == "cached",
+                duration=time.monotonic() - started,
+                log_path=self._result(id) / "log",
+            )
+        )
+
+    def _executor(
+        self, id: str, parent: str | None, fill: Fill
+    ) -> Callable[[Emit, threading.Event], None]:
+        def execute(write: Emit, cancel: threading.Event) -> None:
+            def in_tmp(tmp: Path) -> None:
+                with open(tmp / "log", "wb") as saved:
+
+                    def tee(data: bytes) -> None:
+                        saved.write(data)
+                        saved.flush()
+                        write(data)
+
+                    fill(tmp, tee, cancel)
+
+            self.store.build(id, parent, in_tmp)
+            self.index.add(id, parent)
+
+        return execute
+
+    def _saved_log(self, id: str) -> Path | None:
+        path = self.store.result(id)
+        return None if path is None else path / "log"
+
+    def _result(self, id: str) -> Path:
+        path = self.store.result(id)
+        if path is None:
+            raise ObuilderError(f"Build result {_quote(id)} not found")
+        return path
+
+
+def _fresh_id(id: str) -> str:
+    """A new id for a step that must not come from the cache (its descendants change too)."""
+    return hashlib.sha256(f"{id}:fresh:{random.token_hex(16)}".encode()).hexdigest()
+
+
+def _quote(s: str) -> str:
+    from obuilder_core.sandbox.base import ocaml_quote
+
+    return ocaml_quote(s)

@@ -1,0 +1,53 @@
+"""What a build reports: log events as they happen, and per-step records plus the outcome."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class LogEvent:
+    """One item of a build's log, in order: a step heading, a note, or a chunk of raw output.
+
+    `data` is the heading or note text encoded as UTF-8, or the output chunk as produced.
+    """
+
+    kind: Literal["heading", "note", "output"]
+    data: bytes
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """One step of a build: its id, heading, whether it came from the cache, and its log."""
+
+    id: str
+    heading: str
+    cached: bool
+    duration: float
+    log_path: Path | None
+
+
+@dataclass(frozen=True)
+class BuildFailure:
+    """The step that failed, why (e.g. `"/bin/sh" "-c" "exit 3" failed with exit status 3`),
+    and that step's own output."""
+
+    heading: str
+    message: str
+    log: bytes
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """The outcome of a build: the final step id (None on failure) and every step done."""
+
+    id: str | None
+    steps: tuple[StepRecord, ...]
+    failure: BuildFailure | None
+
+    @property
+    def ok(self) -> bool:
+        """True when the build succeeded."""
+        return self.failure is None

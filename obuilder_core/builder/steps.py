@@ -1,0 +1,138 @@
+"""What each kind of step does inside its temporary step dir: fetch a base, run, copy.
+
+Each function fills `tmp` (a writable clone of the parent step dir, or an empty dir for a base
+image) and raises on failure; the store commits `tmp` only if it returns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from obuilder_core.copy_tar import CopyStreamError, missing_dirs, write_copy_tar
+from obuilder_core.images import ImageConfig, ImageSource, fetch_image
+from obuilder_core.keys import CopyShape
+from obuilder_core.log import Emit
+from obuilder_core.manifest import Manifest
+from obuilder_core.sandbox import Mount, RunConfig, Sandbox, SecretMount
+from obuilder_core.spec.model import Cache, User
+from obuilder_core.stores import CacheLease, Store
+
+log = logging.getLogger(__name__)
+
+IMAGE_CONFIG = "image.json"
+COPY_ENV = (("PATH", "/bin:/usr/bin"),)
+
+
+def fetch_base(tmp: Path, image: str, write: Emit, sources: Sequence[ImageSource]) -> None:
+    """Write image `image` as `tmp/rootfs` and its config as `tmp/image.json`."""
+    rootfs = tmp / "rootfs"
+    rootfs.mkdir(mode=0o755, exist_ok=True)
+    config = fetch_image(image, rootfs, write, sources=sources)
+    (tmp / IMAGE_CONFIG).write_text(config.to_json())
+
+
+def read_image_config(step_dir: Path) -> ImageConfig:
+    """The image config saved by `fetch_base` in a base step dir (empty if missing)."""
+    try:
+        return ImageConfig.from_json((step_dir / IMAGE_CONFIG).read_text())
+    except FileNotFoundError:
+        return ImageConfig()
+
+
+def run_command(
+    tmp: Path,
+    config: RunConfig,
+    caches: Sequence[Cache],
+    secrets: Mapping[str, bytes],
+    *,
+    store: Store,
+    sandbox: Sandbox,
+    write: Emit,
+    cancel: threading.Event,
+) -> None:
+    """Run `config` in `tmp/rootfs` with the cache mounts `caches` and secrets `{target: value}`.
+
+    Every cache is released afterwards (most recent first), whether the command succeeded,
+    failed or was cancelled.
+    """
+    leases: list[CacheLease] = []
+    try:
+        mounts = []
+        for c in caches:
+            lease = store.cache(c.id, config.user)
+            leases.append(lease)
+            mounts.append(Mount(lease.path, c.target))
+        secret_mounts = tuple(SecretMount(t, v) for t, v in secrets.items())
+        config = RunConfig(
+            argv=config.argv,
+            cwd=config.cwd,
+            env=config.env,
+            user=config.user,
+            hostname=config.hostname,
+            network=config.network,
+            mounts=tuple(mounts),
+            secrets=secret_mounts,
+        )
+        sandbox.run(config, tmp / "rootfs", log=write, cancel=cancel)
+    finally:
+        for lease in reversed(leases):
+            try:
+                lease.release()
+            except Exception:
+                log.exception("releasing cache %s failed", lease.path)
+
+
+def copy_files(
+    tmp: Path,
+    src_dir: Path,
+    items: Sequence[Manifest],
+    dst: str,
+    shape: CopyShape,
+    user: User,
+    *,
+    sandbox: Sandbox,
+    write: Emit,
+    cancel: threading.Event,
+) -> None:
+    """Stream the copy's tar into `tar -xf -` running as root inside the sandbox on `tmp/rootfs`.
+
+    tar resolves paths inside the container, so symlinks planted by earlier steps never lead
+    outside the rootfs. If the stream failed (e.g. a source changed since its manifest), the
+    step fails whatever tar's exit status: a stream cut between members looks complete.
+    """
+    rootfs = tmp / "rootfs"
+    create = missing_dirs(rootfs, dst, shape)
+    r, w = os.pipe()
+    reader, writer = os.fdopen(r, "rb"), os.fdopen(w, "wb")
+    failure: list[BaseException] = []
+
+    def send() -> None:
+        try:
+            with writer:
+                write_copy_tar(writer, src_dir, items, dst, shape, user, create_dirs=create)
+        except BaseException as e:
+            failure.append(e)
+
+    thread = threading.Thread(target=send, name="copy-tar", daemon=True)
+    thread.start()
+    config = RunConfig(argv=("tar", "-xf", "-"), cwd="/", env=COPY_ENV, user=(0, 0))
+    try:
+        sandbox.run(config, rootfs, log=write, stdin=reader, cancel=cancel)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            reader.close()  # unblocks the sender
+        thread.join()
+        real = [e for e in failure if not isinstance(e, CopyStreamError)]
+        if real:
+            raise real[0] from None
+        raise
+    with contextlib.suppress(OSError):
+        reader.close()
+    thread.join()
+    if failure:
+        raise failure[0]

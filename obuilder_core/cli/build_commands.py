@@ -1,0 +1,324 @@
+"""`obuilder build`, `healthcheck`, `delete`, `clean` and `df`: the commands that use a store."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from obuilder_core.cli import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    UsageError,
+    read_input_file,
+)
+from obuilder_core.errors import ObuilderError
+
+HEALTHCHECK_SPEC = '((from busybox) (shell /bin/sh -c) (run (shell "echo healthcheck")))'
+HEALTHCHECK_TIMEOUT = 300.0
+CANCEL_GRACE = 30.0  # seconds to wait for cancelled steps to be killed after Ctrl-C
+STORE_KINDS = ("btrfs", "zfs", "overlayfs", "rsync", "auto")
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw]?)$")
+_UNITS = {"": 86400.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+
+
+def register(subparsers: Any) -> None:
+    """Add `build`, `healthcheck`, `delete`, `clean` and `df` to the `obuilder` subcommands."""
+    p = subparsers.add_parser(
+        "build",
+        help="build a spec",
+        description="Build SPEC with CONTEXT as the source directory of (copy ...) steps.",
+    )
+    p.add_argument("-f", "--file", dest="spec", metavar="SPEC", required=True, help="spec file")
+    p.add_argument("context", metavar="CONTEXT", type=Path, help="build context directory")
+    p.add_argument(
+        "--secret",
+        action="append",
+        default=[],
+        metavar="ID:PATH",
+        help="provide secret ID with the contents of file PATH (repeatable)",
+    )
+    _builder_options(p)
+    p.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="re-run every run and copy step instead of using cached results",
+    )
+    p.set_defaults(func=cmd_build)
+
+    p = subparsers.add_parser(
+        "healthcheck",
+        help="check that the store and sandbox work",
+        description="Run `echo healthcheck` in the busybox image.",
+    )
+    _builder_options(p)
+    p.set_defaults(func=cmd_healthcheck)
+
+    p = subparsers.add_parser(
+        "delete",
+        help="delete a step and everything built on it",
+        description="Delete step ID and all its descendants.",
+    )
+    p.add_argument("id", metavar="ID", help="step id")
+    _store_option(p)
+    p.set_defaults(func=cmd_delete)
+
+    p = subparsers.add_parser(
+        "clean",
+        help="remove cached steps",
+        description="Remove least recently used steps: all of them by default, or those unused"
+        " for --older-than, or as many as needed to get --keep-free percent free.",
+    )
+    p.add_argument(
+        "--older-than",
+        metavar="D",
+        type=_duration,
+        help="only steps unused for D (e.g. 30s, 12h, 7d; a bare number is days)",
+    )
+    p.add_argument(
+        "--keep-free",
+        metavar="PCT",
+        type=_percent,
+        help="remove steps until PCT percent of the store's filesystem is free",
+    )
+    _store_option(p)
+    p.set_defaults(func=cmd_clean)
+
+    p = subparsers.add_parser(
+        "df",
+        help="show the store's usage",
+        description="Print the number of steps, their size and free space.",
+    )
+    _store_option(p)
+    p.set_defaults(func=cmd_df)
+
+
+def _store_arg(text: str) -> str:
+    kind, sep, arg = text.partition(":")
+    if not sep or not arg or kind not in STORE_KINDS:
+        kinds = ", ".join(f"{k}:" for k in STORE_KINDS)
+        raise argparse.ArgumentTypeError(
+            f"invalid store {text!r}: expected KIND:ARG, KIND one of {kinds}"
+        )
+    return text
+
+
+def _store_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--store",
+        metavar="KIND:ARG",
+        default=None,
+        type=_store_arg,
+        help="store, e.g. btrfs:/var/cache/obuilder (default: the automatic store)",
+    )
+
+
+def _builder_options(p: argparse.ArgumentParser) -> None:
+    _store_option(p)
+    p.add_argument(
+        "--fast-sync",
+        action="store_true",
+        help="make sync calls in the sandbox no-ops (faster, less durable)",
+    )
+    p.add_argument(
+        "--registry-mirror",
+        metavar="URL",
+        default=None,
+        help="pull images from this registry mirror instead of Docker Hub",
+    )
+
+
+def _duration(text: str) -> float:
+    m = _DURATION.match(text.strip())
+    if not m:
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r} (e.g. 30s, 12h, 7d)")
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def _percent(text: str) -> float:
+    try:
+        value = float(text.rstrip("%"))
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"invalid percentage {text!r} (0-100)")
+    return value
+
+
+# -- output -------------------------------------------------------------------------------------
+
+
+class _Printer:
+    """Prints a build's log like OBuilder: headings (blue), notes (yellow), raw output."""
+
+    def __init__(self) -> None:
+        self.out = sys.stdout.buffer
+        colour = os.isatty(self.out.fileno()) and "NO_COLOR" not in os.environ
+        self.styles = {"heading": b"\x1b[94m", "note": b"\x1b[33m"} if colour else {}
+        self.at_line_start = True
+        self._lock = threading.Lock()
+
+    def __call__(self, event: Any) -> None:
+        with self._lock:
+            if event.kind == "output":
+                self.out.write(event.data)
+                self.at_line_start = event.data.endswith(b"\n")
+            else:
+                if not self.at_line_start:
+                    self.out.write(b"\n")
+                style = self.styles.get(event.kind)
+                text = style + event.data + b"\x1b[0m" if style else event.data
+                self.out.write(text + b"\n")
+                self.at_line_start = True
+            self.out.flush()
+
+
+def _open_builder(args: argparse.Namespace) -> Any:
+    from obuilder_core.builder import Builder
+
+    return Builder.open(args.store, fast_sync=args.fast_sync, registry_mirror=args.registry_mirror)
+
+
+# -- commands -----------------------------------------------------------------------------------
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    """`obuilder build`: 0 when built (`Got: "ID"`), 1 when a step failed, 2 on bad input."""
+    from obuilder_core.sandbox.base import ocaml_quote
+    from obuilder_core.spec import load_spec
+
+    read_input_file(args.spec)  # a clear usage error for a missing or unreadable spec file
+    if not args.context.is_dir():
+        raise UsageError(f"{args.context}: build context is not a directory")
+    secrets = {}
+    for item in args.secret:
+        sid, sep, path = item.partition(":")
+        if not sep or not sid or not path:
+            raise UsageError(f"--secret {item!r}: expected ID:PATH")
+        secrets[sid] = read_input_file(path)
+    spec = load_spec(args.spec)
+    printer = _Printer()
+    with _open_builder(args) as builder:
+        result = _build_interruptibly(
+            lambda cancel: builder.build(
+                spec,
+                args.context,
+                secrets=secrets,
+                log=printer,
+                cancel=cancel,
+                use_cache=not args.no_cache,
+            ),
+            builder,
+        )
+    if result is None:
+        print("Cancelled at user's request", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if result.failure is not None:
+        printer.out.flush()
+        print(f"Build step failed: {result.failure.message}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"Got: {ocaml_quote(result.id or '')}", flush=True)
+    return EXIT_OK
+
+
+def _build_interruptibly(build: Any, builder: Any) -> Any:
+    """Run `build(cancel)` in a thread; on Ctrl-C cancel it, wait for its steps to be killed
+    (so no container outlives us) and return None."""
+    cancel = threading.Event()
+    box: list[Any] = []
+    thread = threading.Thread(target=lambda: box.append(build(cancel)), daemon=True)
+    thread.start()
+    try:
+        while thread.is_alive():
+            thread.join(0.2)
+    except KeyboardInterrupt:
+        cancel.set()
+        deadline = time.monotonic() + CANCEL_GRACE
+        while (thread.is_alive() or builder.in_progress()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return None
+    if not box:
+        raise ObuilderError("the build stopped unexpectedly (see the log above)")
+    return box[0]
+
+
+def cmd_healthcheck(args: argparse.Namespace) -> int:
+    """`obuilder healthcheck`: build `echo healthcheck` in busybox, then delete that step."""
+    from obuilder_core.spec import parse_spec
+
+    spec = parse_spec(HEALTHCHECK_SPEC, "<healthcheck>")
+    cancel = threading.Event()
+    timer = threading.Timer(HEALTHCHECK_TIMEOUT, cancel.set)
+    lines: list[bytes] = []
+    with _open_builder(args) as builder, tempfile.TemporaryDirectory() as tmp:
+        timer.start()
+        try:
+            result = builder.build(
+                spec, Path(tmp), log=lambda e: lines.append(e.data), cancel=cancel
+            )
+        finally:
+            timer.cancel()
+        if result.failure is None and result.id is not None:
+            builder.index.delete(result.id)  # so the next healthcheck runs the command again
+    if result.failure is None:
+        print("Healthcheck passed")
+        return EXIT_OK
+    message = "Timeout running healthcheck" if cancel.is_set() else result.failure.message
+    captured = b"\n".join(lines).decode(errors="replace").strip()
+    print(f"Healthcheck failed: {message}" + (f"\n{captured}" if captured else ""), file=sys.stderr)
+    return EXIT_FAILED
+
+
+def _index(args: argparse.Namespace) -> Any:
+    from obuilder_core.index import Index
+    from obuilder_core.stores import open_store
+    from obuilder_core.stores.auto import default_store_spec
+
+    return Index(open_store(args.store or default_store_spec()))
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    """`obuilder delete ID`: remove the step and its descendants, printing each."""
+    if not re.fullmatch(r"[0-9a-f]{64}", args.id):
+        raise UsageError(f"{args.id!r} is not a step id (64 hex digits)")
+    with _index(args) as index:
+        if index.get(args.id) is None and index.store.result(args.id) is None:
+            raise ObuilderError(f"no step {args.id} in the store")
+        for id in index.delete(args.id):
+            print(f"Removing {id}")
+    return EXIT_OK
+
+
+def cmd_clean(args: argparse.Namespace) -> int:
+    """`obuilder clean`: prune least recently used steps (never those of running builds)."""
+    with _index(args) as index:
+        if args.keep_free is not None:
+            removed = index.gc(args.keep_free)
+        else:
+            before = time.time() - (args.older_than or 0.0)
+            removed = index.prune(before, sys.maxsize)
+        for id in removed:
+            print(f"Removing {id}")
+    print(f"Removed {len(removed)} items")
+    return EXIT_OK
+
+
+def cmd_df(args: argparse.Namespace) -> int:
+    """`obuilder df`: steps in the store, their total size, the filesystem's free space."""
+    from obuilder_core.cli.image import human_size
+
+    with _index(args) as index:
+        records = [r for r in (index.get(i) for i in index.ids()) if r is not None]
+        size = sum(r.size or 0 for r in records)
+        print(f"store:  {index.store.kind} ({args.store or 'default'})")
+        print(f"steps:  {len(records)}")
+        print(f"size:   {human_size(size)}")
+        print(f"free:   {index.store.df():.1f}%")
+    return EXIT_OK

@@ -1,0 +1,162 @@
+"""Spec files as pytest collectors and items, and the one Builder each pytest process shares."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from obuilder_core.errors import ObuilderError
+from obuilder_core.spec import SpecError, check_spec, parse_spec
+from obuilder_core.spec.model import Spec
+from pytest_obuilder.markers import comment_marks, leading_marks
+from pytest_obuilder.options import Settings
+from pytest_obuilder.progress import BuildLog, LiveOutput
+from pytest_obuilder.report import STEPS, build_properties, failure_text
+
+if TYPE_CHECKING:
+    from obuilder_core.builder import Builder, BuildFailure
+
+
+class BuilderSession:
+    """The one Builder of this pytest process (one per pytest-xdist worker), opened on first use.
+
+    Workers share the store on disk; the builder itself makes sure each step runs once.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._builder: Builder | None = None
+        self._error: ObuilderError | None = None
+
+    def builder(self) -> Builder:
+        """The open Builder; raises the ObuilderError that opening it gave (every time)."""
+        if self._error is not None:
+            raise self._error
+        if self._builder is None:
+            from obuilder_core.builder import Builder  # only sessions that build need it
+
+            try:
+                self._builder = Builder.open(
+                    self.settings.store,
+                    fast_sync=self.settings.fast_sync,
+                    registry_mirror=self.settings.registry_mirror,
+                )
+            except ObuilderError as e:
+                self._error = e
+                raise
+        return self._builder
+
+    def close(self) -> None:
+        """Close the builder if it was opened."""
+        if self._builder is not None:
+            self._builder.close()
+            self._builder = None
+
+
+session_key = pytest.StashKey[BuilderSession]()
+
+
+class BuildFailed(Exception):
+    """A spec's build failed at a step (the test's failure)."""
+
+    def __init__(self, failure: BuildFailure) -> None:
+        super().__init__(failure.heading)
+        self.failure = failure
+
+
+class SpecFile(pytest.File):
+    """A `*.spec` file: parsed at collection, so a bad spec is a collection error."""
+
+    def collect(self) -> list[SpecItem]:
+        """One item named after the file, carrying the marks written in the spec."""
+        filename = self._display_path()
+        try:
+            data = self.path.read_bytes()
+        except OSError as e:
+            raise self.CollectError(f"{filename}: cannot read: {e.strerror or e}") from None
+        errors = check_spec(data, filename)
+        if errors:
+            raise self.CollectError("\n".join(str(e) for e in errors))
+        try:
+            spec = parse_spec(data, filename)
+            text = data.decode("utf-8", errors="replace").removeprefix("\ufeff")
+            marks = leading_marks(text, filename) + comment_marks(spec)
+        except SpecError as e:
+            raise self.CollectError(str(e)) from None
+        item = SpecItem.from_parent(self, name=self.path.stem, spec=spec)
+        for mark in marks:
+            item.add_marker(mark.mark())
+        return [item]
+
+    def _display_path(self) -> str:
+        # Relative to where pytest was started, so `file:line:col` opens from the terminal.
+        rel = os.path.relpath(self.path, self.config.invocation_params.dir)
+        return str(self.path) if rel.startswith("..") else rel
+
+
+class SpecItem(pytest.Item):
+    """Building one spec: passes when every step succeeds, fails at the first failing step."""
+
+    def __init__(self, *, spec: Spec, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.spec = spec
+
+    def runtest(self) -> None:
+        """Build the spec with the session's builder; record the result; fail if it failed."""
+        session = self.config.stash[session_key]
+        settings = session.settings
+        log = BuildLog(_live_output(self))
+        try:
+            builder = session.builder()
+            hits, misses = builder.stats()
+            try:
+                result = builder.build(
+                    self.spec,
+                    settings.context or self.path.parent,
+                    secrets=dict(settings.secrets),
+                    log=log,
+                    use_cache=settings.use_cache,
+                )
+            finally:
+                log.close()
+                text = log.text()
+                if text:  # "Captured stdout call": shown on failure, and junit's system-out
+                    self.add_report_section("call", "stdout", text)
+        except ObuilderError:
+            self.user_properties.append((STEPS, "[]"))  # still a row in the summary table
+            raise
+        new_hits, new_misses = builder.stats()
+        self.user_properties.extend(build_properties(result, new_hits - hits, new_misses - misses))
+        self.ihook.pytest_obuilder_build_finished(item=self, result=result)
+        if result.failure is not None:
+            raise BuildFailed(result.failure)
+
+    def repr_failure(
+        self,
+        excinfo: pytest.ExceptionInfo[BaseException],
+        style: Any = None,
+    ) -> Any:
+        """The failed step, its message and log tail; a user error's one line; else a traceback."""
+        if isinstance(excinfo.value, BuildFailed):
+            settings = self.config.stash[session_key].settings
+            return failure_text(excinfo.value.failure, settings.log_lines)
+        if isinstance(excinfo.value, ObuilderError):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo, style)
+
+    def reportinfo(self) -> tuple[os.PathLike[str] | str, int | None, str]:
+        """The spec file, its first line (0-based, as pytest counts), and the item's name."""
+        return self.path, 0, self.name
+
+
+def _live_output(item: SpecItem) -> LiveOutput | None:
+    config = item.config
+    if hasattr(config, "workerinput"):
+        return None  # pytest-xdist workers have no terminal to show progress on
+    terminal = config.pluginmanager.get_plugin("terminalreporter")
+    if terminal is None:
+        return None
+    stream = config.getoption("capture") == "no"
+    return LiveOutput(terminal, config, item.name, stream)

@@ -1,0 +1,153 @@
+"""The plugin's options: each command-line option has an ini twin; the command line wins."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+DEFAULT_LOG_LINES = 50
+DEFAULT_SPEC_FILES = ["*.spec"]
+
+
+def add_options(parser: pytest.Parser) -> None:
+    """Declare `--obuilder-*` options and their ini twins."""
+    group = parser.getgroup("obuilder", "build specs with obuilder")
+    group.addoption(
+        "--obuilder-store",
+        metavar="KIND:ARG",
+        help="store for build results, e.g. btrfs:/var/cache/obuilder (default: the embedded "
+        "default store). ini: obuilder_store",
+    )
+    group.addoption(
+        "--obuilder-context",
+        metavar="DIR",
+        help="build context of every spec (default: the spec's directory). ini: obuilder_context",
+    )
+    group.addoption(
+        "--obuilder-secret",
+        action="append",
+        default=[],
+        metavar="ID:PATH",
+        help="make the file PATH available to (secrets (ID ...)) mounts; repeatable. "
+        "ini: obuilder_secrets (one ID:PATH per line, relative to the ini file)",
+    )
+    group.addoption(
+        "--obuilder-fast-sync",
+        action="store_true",
+        default=None,
+        help="make sync/fsync no-ops inside the sandbox (faster, less safe). ini: "
+        "obuilder_fast_sync",
+    )
+    group.addoption(
+        "--obuilder-registry-mirror",
+        metavar="URL",
+        help="pull base images through this registry mirror. ini: obuilder_registry_mirror",
+    )
+    group.addoption(
+        "--obuilder-no-cache",
+        action="store_true",
+        default=None,
+        help="run every step again instead of using cached results. ini: obuilder_no_cache",
+    )
+    group.addoption(
+        "--obuilder-log-lines",
+        type=int,
+        metavar="N",
+        help=f"log lines shown for a failed step (default {DEFAULT_LOG_LINES}). "
+        "ini: obuilder_log_lines",
+    )
+    parser.addini(
+        "obuilder_spec_files",
+        "glob patterns of files collected as build specs",
+        type="args",
+        default=DEFAULT_SPEC_FILES,
+    )
+    parser.addini("obuilder_store", "store for build results, KIND:ARG")
+    parser.addini("obuilder_context", "build context directory (relative to the ini file)")
+    parser.addini("obuilder_secrets", "ID:PATH secrets, one per line", type="linelist")
+    parser.addini("obuilder_fast_sync", "no-op sync/fsync in the sandbox", type="bool")
+    parser.addini("obuilder_registry_mirror", "registry mirror URL")
+    parser.addini("obuilder_no_cache", "run every step again", type="bool")
+    parser.addini("obuilder_log_lines", "log lines shown for a failed step")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The options that every spec item builds with, resolved once per session."""
+
+    store: str | None
+    context: Path | None
+    secrets: tuple[tuple[str, bytes], ...]
+    fast_sync: bool
+    registry_mirror: str | None
+    use_cache: bool
+    log_lines: int
+    spec_files: tuple[str, ...]
+
+
+def read_settings(config: pytest.Config) -> Settings:
+    """Resolve options (command line over ini) and read the secret files.
+
+    Relative paths are taken from the invocation directory on the command line and from the
+    ini file's directory in the ini file. Raises pytest.UsageError for unusable values.
+    """
+    here = config.invocation_params.dir
+    ini_dir = config.inipath.parent if config.inipath else config.rootpath
+    context = _path(config.getoption("obuilder_context"), here) or _path(
+        config.getini("obuilder_context"), ini_dir
+    )
+    secret_args = [(s, here) for s in config.getoption("obuilder_secret")]
+    secret_args += [(s, ini_dir) for s in config.getini("obuilder_secrets")]
+    return Settings(
+        store=config.getoption("obuilder_store") or config.getini("obuilder_store") or None,
+        context=context,
+        secrets=_read_secrets(secret_args),
+        fast_sync=_flag(config, "obuilder_fast_sync"),
+        registry_mirror=config.getoption("obuilder_registry_mirror")
+        or config.getini("obuilder_registry_mirror")
+        or None,
+        use_cache=not _flag(config, "obuilder_no_cache"),
+        log_lines=_log_lines(config),
+        spec_files=tuple(config.getini("obuilder_spec_files")),
+    )
+
+
+def _path(value: str | None, base: Path) -> Path | None:
+    return base / value if value else None
+
+
+def _flag(config: pytest.Config, name: str) -> bool:
+    value = config.getoption(name)
+    return bool(config.getini(name)) if value is None else bool(value)
+
+
+def _log_lines(config: pytest.Config) -> int:
+    value = config.getoption("obuilder_log_lines")
+    if value is None:
+        raw = config.getini("obuilder_log_lines") or str(DEFAULT_LOG_LINES)
+        try:
+            value = int(raw)
+        except ValueError:
+            raise pytest.UsageError(f"ini obuilder_log_lines: not a number: {raw!r}") from None
+    if value < 0:
+        raise pytest.UsageError(f"--obuilder-log-lines must be 0 or more, got {value}")
+    return value
+
+
+def _read_secrets(args: list[tuple[str, Path]]) -> tuple[tuple[str, bytes], ...]:
+    secrets: dict[str, bytes] = {}
+    for arg, base in args:
+        sid, sep, path = arg.partition(":")
+        if not sep or not sid or not path:
+            raise pytest.UsageError(f"obuilder secret {arg!r}: expected ID:PATH")
+        if sid in secrets:
+            continue  # the command line comes first and wins over the ini file
+        try:
+            secrets[sid] = (base / path).read_bytes()
+        except OSError as e:
+            raise pytest.UsageError(
+                f"obuilder secret {sid!r}: cannot read {base / path}: {e.strerror or e}"
+            ) from None
+    return tuple(secrets.items())

@@ -1,0 +1,125 @@
+"""The build log of one spec item: kept whole for the report, and shown while it is written.
+
+With `-s` (no capture) the log streams to the terminal as it arrives. Otherwise a step that is
+still running after SLOW_STEP seconds gets one line naming it, so a long build is never silent
+and a fast or cached one leaves the usual one-character-per-test output alone.
+"""
+
+from __future__ import annotations
+
+import codecs
+import threading
+from contextlib import AbstractContextManager, nullcontext
+from typing import TYPE_CHECKING, Protocol
+
+import pytest
+
+if TYPE_CHECKING:  # the builder is imported only when a spec is built
+    from obuilder_core.builder import LogEvent
+
+SLOW_STEP = 2.0  # seconds before a running step is announced
+
+
+class Terminal(Protocol):
+    """The part of pytest's TerminalReporter that progress output uses."""
+
+    def write(self, content: str, *, flush: bool = False) -> None: ...
+    def write_line(self, line: str) -> None: ...
+    def ensure_newline(self) -> None: ...
+
+
+class BuildLog:
+    """Receives a build's LogEvents (the builder's `log=` callback) and keeps the whole log."""
+
+    def __init__(self, live: LiveOutput | None = None) -> None:
+        self._chunks: list[bytes] = []
+        self._live = live
+
+    def __call__(self, event: LogEvent) -> None:
+        """Record one event: headings and notes on lines of their own, output as it is."""
+        if event.kind == "output":
+            self._chunks.append(event.data)
+        else:
+            if self._chunks and not self._chunks[-1].endswith(b"\n"):
+                self._chunks.append(b"\n")
+            self._chunks.append(event.data.rstrip(b"\n") + b"\n")
+        if self._live is not None:
+            self._live.event(event)
+
+    def text(self) -> str:
+        """The whole log so far, decoded leniently (builds may print any bytes)."""
+        return b"".join(self._chunks).decode("utf-8", errors="replace")
+
+    def close(self) -> None:
+        """Stop any pending progress line (call when the build returns)."""
+        if self._live is not None:
+            self._live.close()
+
+
+class LiveOutput:
+    """Shows a running build on the terminal: everything (`stream`) or slow steps only."""
+
+    def __init__(self, terminal: Terminal, config: pytest.Config, name: str, stream: bool) -> None:
+        self._terminal = terminal
+        self._capman = config.pluginmanager.getplugin("capturemanager")
+        self._name = name
+        self._stream = stream
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._lock = threading.Lock()
+        self._timer: threading.Timer | None = None
+        self._step = 0  # counts headings; a timer only announces the step it was started for
+        self._started = False
+
+    def event(self, event: LogEvent) -> None:
+        """Show or schedule what `event` means for the user watching the terminal."""
+        with self._lock:
+            if self._stream:
+                self._show(event)
+            elif event.kind == "heading":  # a new step starts: the previous one is done
+                self._cancel_timer()
+                heading = event.data.decode("utf-8", errors="replace").strip()
+                args = (heading, self._step)
+                self._timer = threading.Timer(SLOW_STEP, self._announce, args)
+                self._timer.daemon = True
+                self._timer.start()
+
+    def close(self) -> None:
+        """Cancel a pending announcement; end a streamed log with a newline."""
+        with self._lock:
+            self._cancel_timer()
+            if self._stream and self._started:
+                with self._uncaptured():
+                    self._terminal.ensure_newline()
+
+    def _show(self, event: LogEvent) -> None:
+        with self._uncaptured():
+            if not self._started:
+                self._terminal.ensure_newline()
+                self._started = True
+            if event.kind == "output":
+                self._terminal.write(self._decoder.decode(event.data), flush=True)
+            else:
+                self._terminal.ensure_newline()
+                text = event.data.decode("utf-8", errors="replace").rstrip("\n")
+                self._terminal.write_line(text)
+
+    def _announce(self, heading: str, step: int) -> None:
+        with self._lock:
+            if step != self._step:
+                return  # the step finished while this thread was waiting for the lock
+            first_line = heading.splitlines()[0] if heading else heading
+            with self._uncaptured():
+                self._terminal.ensure_newline()
+                self._terminal.write_line(f"[{self._name}] running {first_line}")
+
+    def _cancel_timer(self) -> None:
+        self._step += 1
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _uncaptured(self) -> AbstractContextManager[object]:
+        # Output captured at the file-descriptor level would otherwise swallow these lines.
+        if self._capman is None:
+            return nullcontext()
+        return self._capman.global_and_fixture_disabled()

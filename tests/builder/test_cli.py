@@ -1,0 +1,144 @@
+"""`obuilder build`, `delete`, `clean`, `df` and `healthcheck` as a user runs them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from obuilder_core.builder import Builder
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def obuilder(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "obuilder_core.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
+
+
+@pytest.fixture
+def store(rsync_builder: Builder) -> str:
+    return f"rsync:{rsync_builder.store.state_dir().parent}"
+
+
+def test_build_prints_headings_notes_output_and_got(store: str, tmp_path: Path) -> None:
+    (tmp_path / "hello.txt").write_text("hello world\n")
+    spec = tmp_path / "s.spec"
+    spec.write_text(
+        "((from busybox) (shell /bin/sh -c)\n (copy (src hello.txt) (dst /h))\n"
+        ' (run (shell "cat /h")))\n'
+    )
+    first = obuilder("build", "-f", str(spec), "--store", store, str(tmp_path))
+    assert first.returncode == 0, first.stderr
+    second = obuilder("build", "-f", str(spec), "--store", store, str(tmp_path))
+    assert second.returncode == 0, second.stderr
+    lines = second.stdout.splitlines()
+    assert lines[0] == "(from busybox)"
+    assert '/: (run (shell "cat /h"))' in lines
+    i = lines.index('/: (run (shell "cat /h"))')
+    assert lines[i + 1] == "hello world"
+    assert lines[i + 2].startswith('---> using "') and lines[i + 2].endswith('" from cache')
+    step_id = lines[i + 2].split('"')[1]
+    assert lines[-1] == f'Got: "{step_id}"'
+    assert "Got:" in first.stdout and "---> saved as" in first.stdout
+
+    df = obuilder("df", "--store", store)
+    assert df.returncode == 0 and "steps:  3" in df.stdout
+    deleted = obuilder("delete", step_id, "--store", store)
+    assert deleted.returncode == 0 and deleted.stdout == f"Removing {step_id}\n"
+    recent = obuilder("clean", "--older-than", "1d", "--store", store)
+    assert (recent.returncode, recent.stdout) == (0, "Removed 0 items\n")
+    cleaned = obuilder("clean", "--store", store)
+    assert cleaned.returncode == 0 and cleaned.stdout.endswith("Removed 2 items\n")
+
+
+def test_build_exit_statuses(store: str, tmp_path: Path) -> None:
+    spec = tmp_path / "fail.spec"
+    spec.write_text('((from busybox) (shell /bin/sh -c) (run (shell "echo oops; exit 3")))')
+    failed = obuilder("build", "-f", str(spec), "--store", store, str(tmp_path))
+    assert failed.returncode == 1
+    assert "oops\n" in failed.stdout
+    assert failed.stderr.strip() == (
+        'Build step failed: "/bin/sh" "-c" "echo oops; exit 3" failed with exit status 3'
+    )
+    bad = tmp_path / "bad.spec"
+    bad.write_text("((from busybox) (run))")
+    r = obuilder("build", "-f", str(bad), "--store", store, str(tmp_path))
+    assert r.returncode == 2 and "bad.spec:1:" in r.stderr and "Traceback" not in r.stderr
+    r = obuilder("build", "-f", str(tmp_path / "none.spec"), "--store", store, str(tmp_path))
+    assert r.returncode == 2 and "no such file" in r.stderr
+    secret = tmp_path / "sec.spec"
+    secret.write_text(
+        '((from busybox) (shell /bin/sh -c) (run (secrets (tok (target /tok))) (shell "cat /tok")))'
+    )
+    r = obuilder("build", "-f", str(secret), "--store", store, str(tmp_path))
+    assert r.returncode == 1 and "Couldn't find value for requested secret 'tok'" in r.stderr
+    (tmp_path / "tok").write_text("value")
+    r = obuilder(
+        "build",
+        "-f",
+        str(secret),
+        "--store",
+        store,
+        "--secret",
+        f"tok:{tmp_path}/tok",
+        str(tmp_path),
+    )
+    assert r.returncode == 0 and "value" in r.stdout
+
+
+def test_healthcheck(store: str) -> None:
+    r = obuilder("healthcheck", "--store", store)
+    assert (r.returncode, r.stdout) == (0, "Healthcheck passed\n"), r.stderr
+
+
+def test_ctrl_c_cancels_the_build_and_kills_its_step(
+    store: str, rsync_builder: Builder, tmp_path: Path
+) -> None:
+    import signal
+    import time
+
+    spec = tmp_path / "slow.spec"
+    spec.write_text('((from busybox) (shell /bin/sh -c) (run (shell "echo start; sleep 120")))')
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "obuilder_core.cli",
+            "build",
+            "-f",
+            str(spec),
+            "--store",
+            store,
+            str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+    try:
+        assert proc.stdout is not None
+        while "start" not in (line := proc.stdout.readline()):
+            assert line, "build ended before its step started"
+        started = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 130
+    assert "Cancelled at user's request" in err
+    assert time.monotonic() - started < 60
+    state = rsync_builder.store.state_dir() / "sandbox" / "runc"
+    listed = subprocess.run(
+        ["runc", "--root", str(state), "list", "-q"], capture_output=True, text=True
+    )
+    assert listed.stdout.strip() == ""

@@ -1,0 +1,216 @@
+"""Build-loop logic with a scripted sandbox and image source on a real rsync store.
+
+The end-to-end tests (runc) show each behaviour for real; these pin down what is hard to
+provoke there: exact RunConfigs, a step that is still being cancelled when a new client asks,
+a sandbox that crashes.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from obuilder_core.builder import DEFAULT_SHELL, Builder
+from obuilder_core.images import ImageConfig, ImageNotFound
+from obuilder_core.sandbox import Cancelled, RunConfig, StepFailed
+from obuilder_core.spec import parse_spec
+from obuilder_core.stores import open_store
+from tests.builder.conftest import collect, ok, text
+from tests.fixtures.root import require_tool
+
+
+class ScriptedImages:
+    """An image source with one image, `img`, whose env is PATH=/bin."""
+
+    def fetch(self, name: str, rootfs: Path, log: object) -> ImageConfig:
+        if name != "img":
+            raise ImageNotFound(f"no image {name}")
+        (rootfs / "bin").mkdir()
+        return ImageConfig(env=(("PATH", "/bin"),))
+
+
+class ScriptedSandbox:
+    """Runs nothing: `block` waits for cancel (ignoring it for `slow` seconds), `boom` raises
+    a RuntimeError, `fail` exits 1, anything else is echoed. Records every config."""
+
+    def __init__(self, slow: float = 0.0) -> None:
+        self.configs: list[RunConfig] = []
+        self.slow = slow
+
+    def run(
+        self,
+        config: RunConfig,
+        rootfs: Path,
+        *,
+        log: object,
+        stdin: object = None,
+        cancel: threading.Event | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        self.configs.append(config)
+        cmd = config.argv[-1]
+        if cmd == "block":
+            log(b"blocking\n")  # type: ignore[operator]
+            assert cancel is not None
+            cancel.wait()
+            time.sleep(self.slow)
+            raise Cancelled(config.argv)
+        if cmd == "boom":
+            raise RuntimeError("boom")
+        if cmd == "fail":
+            raise StepFailed(config.argv, status=1)
+        log(cmd.encode() + b"\n")  # type: ignore[operator]
+
+
+@pytest.fixture
+def fake(tmp_path: Path) -> Iterator[tuple[Builder, ScriptedSandbox]]:
+    require_tool("rsync")
+    sandbox = ScriptedSandbox(slow=0.5)
+    builder = Builder(
+        open_store(f"rsync:{tmp_path / 'store'}"),
+        sandbox,  # type: ignore[arg-type]
+        [ScriptedImages()],
+    )  # type: ignore[list-item]
+    yield builder, sandbox
+    builder.close()
+
+
+def _spec(*ops: str) -> object:
+    return parse_spec(f"((from img) {' '.join(ops)})", "t.spec")
+
+
+def test_context_env_order_user_workdir_and_default_shell(
+    fake: tuple[Builder, ScriptedSandbox], tmp_path: Path
+) -> None:
+    builder, sandbox = fake
+    ok(
+        builder.build(
+            _spec(
+                "(env A x)",
+                "(env PATH /p)",
+                "(workdir a)",
+                "(workdir ../b/./c)",
+                "(user (uid 1) (gid 2))",
+                '(run (shell "hi"))',
+            ),
+            tmp_path,
+        )
+    )
+    config = sandbox.configs[-1]
+    assert config.env == (("PATH", "/p"), ("A", "x"))  # image env after; new binding first
+    assert config.cwd == "/b/c"
+    assert config.user == (1, 2)
+    assert config.argv == (*DEFAULT_SHELL, "hi")
+    assert config.network == () and config.hostname == "builder"
+
+
+def test_unknown_image_and_crashing_sandbox_are_failures(
+    fake: tuple[Builder, ScriptedSandbox], tmp_path: Path
+) -> None:
+    builder, _ = fake
+    r = builder.build(parse_spec("((from nope))", "t.spec"), tmp_path)
+    assert r.failure is not None and r.failure.heading == "(from nope)"
+    assert "no image nope" in r.failure.message
+    r = builder.build(_spec('(run (shell "boom"))'), tmp_path)
+    assert r.failure is not None and r.failure.message == "RuntimeError: boom"
+
+
+def test_copy_errors_name_the_step(fake: tuple[Builder, ScriptedSandbox], tmp_path: Path) -> None:
+    builder, _ = fake
+    r = builder.build(_spec("(copy (src missing) (dst /x))"), tmp_path)
+    assert r.failure is not None
+    assert r.failure.heading == "/: (copy (src missing) (dst /x))"
+    assert r.failure.message == 'Source path "missing" not found'
+
+
+def test_client_arriving_while_a_step_is_cancelled_waits_and_starts_again(
+    fake: tuple[Builder, ScriptedSandbox], tmp_path: Path
+) -> None:
+    builder, sandbox = fake
+    s = _spec('(run (shell "block"))')
+    ok(builder.build(_spec(), tmp_path))
+    cancel_a = threading.Event()
+    a_done: list[object] = []
+    ta = threading.Thread(target=lambda: a_done.append(builder.build(s, tmp_path, cancel=cancel_a)))
+    ta.start()
+    _wait(lambda: len(sandbox.configs) == 1)
+    cancel_a.set()
+    ta.join(5)
+    assert a_done and a_done[0].failure is not None  # type: ignore[attr-defined]
+    # the sandbox is still "cancelling" (slow): a new client waits, then runs the step again
+    events, log = collect()
+    cancel_b = threading.Event()
+    tb = threading.Thread(target=lambda: builder.build(s, tmp_path, log=log, cancel=cancel_b))
+    tb.start()
+    _wait(lambda: len(sandbox.configs) == 2)
+    assert "Waiting for previous build to finish cancelling" in text(events)
+    cancel_b.set()
+    tb.join(5)
+    _wait(lambda: not builder.in_progress())
+
+
+def test_cancelled_before_start_runs_nothing(
+    fake: tuple[Builder, ScriptedSandbox], tmp_path: Path
+) -> None:
+    builder, sandbox = fake
+    cancel = threading.Event()
+    cancel.set()
+    r = builder.build(_spec('(run (shell "hi"))'), tmp_path, cancel=cancel)
+    assert r.failure is not None and r.failure.message == "Cancelled at user's request"
+    assert sandbox.configs == []
+
+
+def _wait(cond: object, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.02)
+
+
+class ChangingTar(ScriptedSandbox):
+    """A `tar` that changes a source file before reading its stream, then exits 0."""
+
+    def __init__(self, victim: Path) -> None:
+        super().__init__()
+        self.victim = victim
+
+    def run(
+        self,
+        config: RunConfig,
+        rootfs: Path,
+        *,
+        log: object,
+        stdin: object = None,
+        cancel: threading.Event | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        if config.argv[0] != "tar":
+            return super().run(config, rootfs, log=log, stdin=stdin, cancel=cancel)
+        self.configs.append(config)
+        assert config.user == (0, 0) and config.cwd == "/"
+        self.victim.write_text("changed after hashing\n")
+        while stdin.read(65536):  # type: ignore[attr-defined]
+            pass
+
+
+def test_copy_fails_when_the_stream_fails_even_if_tar_succeeds(tmp_path: Path) -> None:
+    require_tool("rsync")
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "f").write_text("original\n")
+    sandbox = ChangingTar(ctx / "f")
+    builder = Builder(
+        open_store(f"rsync:{tmp_path / 'store'}"),
+        sandbox,  # type: ignore[arg-type]
+        [ScriptedImages()],
+    )  # type: ignore[list-item]
+    try:
+        r = builder.build(_spec("(copy (src f) (dst /f))"), ctx)
+        assert r.failure is not None and "changed during the copy" in r.failure.message
+        assert len(r.steps) == 1  # only the base image was saved
+    finally:
+        builder.close()

@@ -1,0 +1,187 @@
+"""Building specs through the plugin: outcomes, failure reports, -v, the summary, junit, hooks.
+
+Each test runs pytest in a temp dir (pytester) against a fresh rsync store holding busybox;
+they need root and runc (and skip with the reason otherwise).
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from tests.plugin.conftest import HELLO
+
+FAILING = """\
+((from busybox)
+ (shell /bin/sh -c)
+ (run (shell "mkdir -p /src"))
+ (workdir /src)
+ (run (shell "for i in 1 2 3 4 5; do echo line$i; done; exit 3"))
+)
+"""
+
+WITH_CONTEXT_AND_SECRET = """\
+((from busybox)
+ (shell /bin/sh -c)
+ (copy (src data.txt) (dst /data.txt))
+ (run (secrets (token (target /run/secrets/token)))
+      (shell "cat /data.txt && echo token has $(wc -c < /run/secrets/token) bytes"))
+)
+"""
+
+COPYING = """\
+((from busybox)
+ (shell /bin/sh -c)
+ (copy (src data.txt) (dst /data.txt))
+ (run (shell "cat /data.txt"))
+)
+"""
+
+
+def _run(pytester: pytest.Pytester, store: str, *args: str) -> pytest.RunResult:
+    return pytester.runpytest(f"--obuilder-store={store}", "-p", "no:cacheprovider", *args)
+
+
+def test_specs_pass_and_report_their_steps(pytester: pytest.Pytester, busybox_store: str) -> None:
+    pytester.makefile(".spec", hello=HELLO, context=WITH_CONTEXT_AND_SECRET)
+    pytester.makefile(".txt", data="data from the context")
+    (pytester.path / "token").write_text("s3cret")
+    result = _run(pytester, busybox_store, "-v", "--obuilder-secret", "token:token")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "context.spec::context PASSED*",
+            "    built *s  /: (copy (src data.txt) (dst /data.txt))",
+            "hello.spec::hello PASSED*",
+            '    built *s  /: (run (shell "echo hello from the plugin test"))',
+            "*= obuilder builds =*",
+            "spec*result*steps*cached*built*seconds*result id",
+            "context.spec*passed*",
+            "hello.spec*passed*",
+            "store: * hits, * misses",
+        ]
+    )
+    # The second run takes every step from the cache.
+    again = _run(pytester, busybox_store, "-v", "--obuilder-secret", "token:token", "-rP")
+    again.assert_outcomes(passed=2)
+    again.stdout.no_fnmatch_line("    built *")
+    again.stdout.fnmatch_lines(["*data from the context*token has 6 bytes"])
+    rows = [line for line in again.outlines if re.match(r"(hello|context)\.spec +passed", line)]
+    assert len(rows) == 2
+    for row in rows:
+        _spec, _result, steps, cached, built, *_ = row.split()
+        assert (cached, built) == (steps, "0"), row
+
+
+def test_a_failing_spec_shows_step_status_and_log_tail(
+    pytester: pytest.Pytester, busybox_store: str
+) -> None:
+    pytester.makefile(".spec", broken=FAILING, hello=HELLO)
+    xml = pytester.path / "junit.xml"
+    result = _run(
+        pytester,
+        busybox_store,
+        "--obuilder-log-lines=2",
+        "--show-capture=no",
+        f"--junitxml={xml}",
+        "-o",
+        "junit_logging=system-out",
+    )
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*_ broken _*",
+            '*build failed at step: /src: (run (shell "for i in 1 2 3 4 5; do echo line$i; *',
+            "*failed with exit status 3",
+            "*last 2 of 5 log lines*",
+            "line4",
+            "line5",
+            "*= short test summary info =*",
+            "FAILED broken.spec::broken*",
+        ]
+    )
+    result.stdout.no_fnmatch_line("line3")
+    result.stdout.no_fnmatch_line("*Traceback*")
+    result.stdout.fnmatch_lines(["broken.spec*failed*-*"])  # summary row: no result id
+
+    cases = {c.get("name"): c for c in ET.parse(xml).getroot().iter("testcase")}
+    failure = cases["broken"].find("failure")
+    assert failure is not None and "/src: (run" in (failure.text or "")
+    assert "line5" in (failure.text or "")
+    out = cases["broken"].find("system-out")
+    assert out is not None and "line1" in (out.text or ""), "the whole log is in system-out"
+    props = {p.get("name"): p.get("value") for p in cases["hello"].iter("property")}
+    assert re.fullmatch(r"[0-9a-f]{16,}", props["obuilder_result_id"] or "")
+    assert "echo hello from the plugin test" in (props["obuilder_steps"] or "")
+
+    # --lf re-runs only the failed spec.
+    pytester.runpytest(f"--obuilder-store={busybox_store}")  # with the cache provider
+    last_failed = pytester.runpytest(f"--obuilder-store={busybox_store}", "--lf")
+    last_failed.assert_outcomes(failed=1)
+    last_failed.stdout.fnmatch_lines(["*rerun previous 1 failure*"])
+
+
+def test_xfail_from_the_spec_and_the_build_finished_hook(
+    pytester: pytest.Pytester, busybox_store: str
+) -> None:
+    pytester.makefile(
+        ".spec", expected="; pytest: mark.xfail(reason='fails on purpose')\n" + FAILING
+    )
+    pytester.makefile(".spec", hello=HELLO)
+    pytester.makeconftest(
+        """
+def pytest_obuilder_build_finished(item, result):
+    steps = len(result.steps)
+    failed = result.failure.heading if result.failure else "-"
+    with open("finished.txt", "a") as f:
+        f.write(f"{item.name} {result.ok} {result.id} {steps} {failed}\\n")
+"""
+    )
+    result = _run(pytester, busybox_store, "-rx", "-v")
+    result.assert_outcomes(passed=1, xfailed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "expected.spec::expected XFAIL*",
+            '    built *s  /: (run (shell "mkdir -p /src"))',
+            '    failed  * /src: (run (shell "for i in 1 2 3 4 5; do*',
+            "XFAIL expected.spec::expected - fails on purpose",
+        ]
+    )
+    lines = sorted((pytester.path / "finished.txt").read_text().splitlines())
+    assert lines[0].startswith("expected False None ")
+    assert "/src: (run" in lines[0]
+    assert re.fullmatch(r"hello True [0-9a-f]+ \d+ -", lines[1])
+
+
+def test_a_bad_store_is_a_one_line_failure(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".spec", hello=HELLO)
+    result = pytester.runpytest("--obuilder-store=nowhere:x")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*invalid store 'nowhere:x'*"])
+    result.stdout.no_fnmatch_line("*Traceback*")
+
+
+def test_context_option_and_no_cache(pytester: pytest.Pytester, busybox_store: str) -> None:
+    pytester.makefile(".spec", context=COPYING)
+    (pytester.mkdir("elsewhere") / "data.txt").write_text("data from elsewhere\n")
+    args = ("-v", "-rP", "--obuilder-context=elsewhere")
+    result = _run(pytester, busybox_store, *args)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["data from elsewhere"])
+    again = _run(pytester, busybox_store, *args, "--obuilder-no-cache")
+    again.assert_outcomes(passed=1)
+    again.stdout.fnmatch_lines(["    built *s  /: (copy (src data.txt) (dst /data.txt))"])
+
+
+def test_progress_lines_and_live_output(pytester: pytest.Pytester, busybox_store: str) -> None:
+    pytester.makefile(
+        ".spec",
+        slow='((from busybox)\n (shell /bin/sh -c)\n (run (shell "sleep 3 && echo woke up")))\n',
+    )
+    result = _run(pytester, busybox_store)
+    result.stdout.fnmatch_lines(['[[]slow[]] running /: (run (shell "sleep 3 && echo woke up"))'])
+    result.stdout.no_fnmatch_line("woke up")  # without -s, output is not streamed
+    live = _run(pytester, busybox_store, "-s")  # cached now: the log is replayed, live
+    live.stdout.fnmatch_lines(["slow.spec ", "(from busybox)", "*", "woke up", "*", "."])
