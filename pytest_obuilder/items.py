@@ -66,6 +66,14 @@ class BuildFailed(Exception):
         self.failure = failure
 
 
+class NotDeterministic(Exception):
+    """`--obuilder-rebuild`: a step's rebuild differs from its first build (or failed)."""
+
+    def __init__(self, report: str) -> None:
+        super().__init__(report)
+        self.report = report
+
+
 class SpecFile(pytest.File):
     """A `*.spec` file: parsed at collection, so a bad spec is a collection error."""
 
@@ -132,6 +140,23 @@ class SpecItem(pytest.Item):
         self.ihook.pytest_obuilder_build_finished(item=self, result=result)
         if result.failure is not None:
             raise BuildFailed(result.failure)
+        if settings.rebuild:
+            self._check_determinism(builder)
+
+    def _check_determinism(self, builder: Builder) -> None:
+        """Rebuild every step (all cached by now) on its parent; fail if one differs."""
+        from obuilder_core.verify import format_report, verify
+
+        settings = self.config.stash[session_key].settings
+        result = verify(
+            builder,
+            self.spec,
+            settings.context or self.path.parent,
+            spec_name=str(self.path),
+            secrets=dict(settings.secrets),
+        )
+        if result.exit_code != 0:
+            raise NotDeterministic(format_report(result))
 
     def repr_failure(
         self,
@@ -142,6 +167,8 @@ class SpecItem(pytest.Item):
         if isinstance(excinfo.value, BuildFailed):
             settings = self.config.stash[session_key].settings
             return failure_text(excinfo.value.failure, settings.log_lines)
+        if isinstance(excinfo.value, NotDeterministic):
+            return excinfo.value.report
         if isinstance(excinfo.value, ObuilderError):
             return str(excinfo.value)
         return super().repr_failure(excinfo, style)

@@ -52,6 +52,13 @@ def add_options(parser: pytest.Parser) -> None:
         help="run every step again instead of using cached results. ini: obuilder_no_cache",
     )
     group.addoption(
+        "--obuilder-rebuild",
+        action="store_true",
+        default=None,
+        help="check determinism: rebuild each step uncached on the same parent and fail the "
+        "spec if a result differs (see `obuilder verify`). ini: obuilder_rebuild",
+    )
+    group.addoption(
         "--obuilder-log-lines",
         type=int,
         metavar="N",
@@ -71,6 +78,7 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("obuilder_registry_mirror", "registry mirror URL")
     parser.addini("obuilder_no_cache", "run every step again", type="bool")
     parser.addini("obuilder_log_lines", "log lines shown for a failed step")
+    parser.addini("obuilder_rebuild", "rebuild each step and compare (determinism)", type="bool")
 
 
 @dataclass(frozen=True)
@@ -85,6 +93,7 @@ class Settings:
     use_cache: bool
     log_lines: int
     spec_files: tuple[str, ...]
+    rebuild: bool = False
 
 
 def read_settings(config: pytest.Config) -> Settings:
@@ -111,6 +120,7 @@ def read_settings(config: pytest.Config) -> Settings:
         use_cache=not _flag(config, "obuilder_no_cache"),
         log_lines=_log_lines(config),
         spec_files=tuple(config.getini("obuilder_spec_files")),
+        rebuild=_flag(config, "obuilder_rebuild"),
     )
 
 

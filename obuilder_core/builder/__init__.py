@@ -3,7 +3,7 @@
 `Builder.open(store)` then `builder.build(spec, context_dir, log=...)` -> `BuildResult`.
 """
 
-from obuilder_core.builder.builder import Builder, StepError
+from obuilder_core.builder.builder import Builder, Rebuild, StepError
 from obuilder_core.builder.context import DEFAULT_SHELL, Context
 from obuilder_core.builder.result import BuildFailure, BuildResult, LogEvent, StepRecord
 
@@ -14,6 +14,7 @@ __all__ = [
     "Builder",
     "Context",
     "LogEvent",
+    "Rebuild",
     "StepError",
     "StepRecord",
 ]

@@ -13,6 +13,7 @@ import secrets as random
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from obuilder_core.builder.context import Context
@@ -42,6 +43,25 @@ from obuilder_core.stores import Store, open_store
 Fill = Callable[[Path, Emit, threading.Event], None]
 
 
+@dataclass(frozen=True)
+class Rebuild:
+    """A run or copy step that is done, offered (via `Builder.build(on_step=...)`) for
+    re-execution on the same parent snapshot, e.g. to check that it is deterministic.
+
+    `config` is the run step's command config (None for a copy). `rerun(scratch_id, config)`
+    executes the step again, never from the cache, with `config` (None: the original) and
+    commits it as `scratch_id` (which must not exist); it returns the step dir, raises
+    ObuilderError if the step fails, and never touches step `id`. The caller deletes
+    `scratch_id`. Call it only inside the hook: the parent is protected until it returns.
+    """
+
+    heading: str
+    id: str
+    parent: str
+    config: RunConfig | None
+    rerun: Callable[[str, RunConfig | None], Path]
+
+
 class StepError(ObuilderError):
     """A step failed; carries what the client needs to report it."""
 
@@ -53,9 +73,15 @@ class StepError(ObuilderError):
 class _Client:
     """One `build` call: sends its events, times its steps, keeps the current step's output."""
 
-    def __init__(self, log: Callable[[LogEvent], None] | None, cancel: threading.Event) -> None:
+    def __init__(
+        self,
+        log: Callable[[LogEvent], None] | None,
+        cancel: threading.Event,
+        on_step: Callable[[Rebuild], None] | None = None,
+    ) -> None:
         self._log = log
         self.cancel = cancel
+        self.on_step = on_step
         self.steps: list[StepRecord] = []
         self.output = bytearray()
         self.heading = ""
@@ -114,9 +140,10 @@ class Builder:
         return cls(opened, sandbox, default_sources(state / "images", mirror=registry_mirror))
 
     def close(self) -> None:
-        """Release the index and the stat cache."""
+        """Release the index, the stat cache and what the store holds for result paths."""
         self._stat_cache.close()
         self.index.close()
+        self.store.close()
 
     def __enter__(self) -> Builder:
         return self
@@ -144,6 +171,7 @@ class Builder:
         log: Callable[[LogEvent], None] | None = None,
         cancel: threading.Event | None = None,
         use_cache: bool = True,
+        on_step: Callable[[Rebuild], None] | None = None,
     ) -> BuildResult:
         """Build `spec` with `context` as the source of `(copy ...)`; never raises for a
         failing step (see BuildResult.failure). Raises ObuilderError for a bad context dir.
@@ -151,11 +179,15 @@ class Builder:
         `cancel`: set it to stop; this call then returns at once with a failure, and each
         step in progress is killed once no other build still wants it. `use_cache=False`
         re-runs every run and copy step (their results get fresh ids).
+
+        `on_step` is called after each run and copy step is done (built or cached), with a
+        `Rebuild` that can execute the step again; an exception it raises that is not an
+        ObuilderError ends the build and propagates.
         """
         context = Path(context)
         if not context.is_dir():
             raise ObuilderError(f"build context {context}: not a directory")
-        client = _Client(log, cancel or threading.Event())
+        client = _Client(log, cancel or threading.Event(), on_step)
         ctx = Context(src_dir=context, secrets=dict(secrets))
         with contextlib.ExitStack() as held:
             try:
@@ -254,19 +286,23 @@ class Builder:
         )
         mounted = {s.target: v for s, v in zip(op.secrets, values, strict=True)}
 
-        def fill(tmp: Path, write: Emit, cancel: threading.Event) -> None:
-            run_command(
-                tmp,
-                config,
-                op.cache,
-                mounted,
-                store=self.store,
-                sandbox=self.sandbox,
-                write=write,
-                cancel=cancel,
-            )
+        def fill_with(config: RunConfig) -> Fill:
+            def fill(tmp: Path, write: Emit, cancel: threading.Event) -> None:
+                run_command(
+                    tmp,
+                    config,
+                    op.cache,
+                    mounted,
+                    store=self.store,
+                    sandbox=self.sandbox,
+                    write=write,
+                    cancel=cancel,
+                )
 
-        self._step(id, parent, fill, client, held, fresh=fresh)
+            return fill
+
+        self._step(id, parent, fill_with(config), client, held, fresh=fresh)
+        self._offer(client, id, parent, config, fill_with)
         return id
 
     def _copy(
@@ -317,7 +353,32 @@ class Builder:
             )
 
         self._step(id, parent, fill, client, held, fresh=not use_cache)
+        self._offer(client, id, parent, None, lambda _config: fill)
         return id
+
+    def _offer(
+        self,
+        client: _Client,
+        id: str,
+        parent: str,
+        config: RunConfig | None,
+        fill_with: Callable[[RunConfig], Fill],
+    ) -> None:
+        """Hand step `id` to the client's `on_step` hook (if any) as a `Rebuild`."""
+        if client.on_step is None:
+            return
+
+        def rerun(scratch_id: str, changed: RunConfig | None) -> Path:
+            fill = fill_with(changed if changed is not None else config)  # type: ignore[arg-type]
+
+            def in_tmp(tmp: Path) -> None:
+                with open(tmp / "log", "wb") as saved:
+                    fill(tmp, saved.write, client.cancel)
+
+            # Not added to the index: a scratch result is the caller's to delete.
+            return self.store.build(scratch_id, parent, in_tmp)
+
+        client.on_step(Rebuild(client.heading, id, parent, config, rerun))
 
     # -- one step -------------------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "obuilder_core.cli.spec_commands",
     "obuilder_core.cli.image",
     "obuilder_core.cli.build_commands",
+    "obuilder_core.cli.verify_command",
 )
 
 PROG = "obuilder"

@@ -79,3 +79,8 @@ class Store(Protocol):
     def delete_cache(self, name: str) -> None:
         """Delete cache `name`; raises CacheBusy if a backend cannot while it is in use."""
         ...
+
+    def close(self) -> None:
+        """Release what this process holds for the paths `result` returned (overlayfs unmounts
+        views no other process uses). Those paths must not be used afterwards."""
+        ...

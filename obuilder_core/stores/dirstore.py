@@ -190,6 +190,9 @@ class DirStore:
         finally:
             self._discard(old)
 
+    def close(self) -> None:
+        """See `Store.close`: nothing is held for result paths here."""
+
     def delete_cache(self, name: str) -> None:
         """See `Store.delete_cache`: never busy; users holding clones will be discarded."""
         esc = escape_cache_name(name)

@@ -7,7 +7,9 @@ Layout under ROOT:
   flattened one); `result/ID/parent` names the logical parent. Committed = renamed into
   `result/` in one `rename(2)`; layers are never written again.
 - `view/ID/`: the merged, read-only view of a layered step that `result(ID)` returns (an
-  overlay mount without upper dir); a base layer's view is its `layer/` itself.
+  overlay mount without upper dir); a base layer's view is its `layer/` itself. Each process
+  using a view holds a shared flock on `view/.ID.lock` until `close()`; a view nobody holds is
+  unmounted by `close()` or by the next `open`, so mounts do not pile up.
 - `tmp/NAME/`: in-flight builds (`upper/`, `work/`, `merged/`), claimed with a flock'd lock;
   a re-open unmounts and removes those whose owner died.
 - `cache/c-NAME/`: a cache's latest version, a plain directory; `cache-tmp/NAME/`: users'
@@ -24,7 +26,9 @@ import builtins
 import contextlib
 import ctypes
 import ctypes.util
+import fcntl
 import os
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -70,6 +74,20 @@ def _remove(path: Path) -> None:
     remove_tree(path)
 
 
+def _open_lock(path: Path) -> int:
+    return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    """Whether `fd` is still the file at `path` (lock files are replaced when views go)."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return False
+    mine = os.fstat(fd)
+    return (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino)
+
+
 def _exchange(a: Path, b: Path) -> None:
     """Atomically swap two paths (renameat2 RENAME_EXCHANGE); two renames if unsupported."""
     libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
@@ -94,6 +112,8 @@ class OverlayStore:
             (root / sub).mkdir(parents=True, exist_ok=True)
         self.tmp = TempArea(root / "tmp")
         self.cache_tmp = TempArea(root / "cache-tmp")
+        self._views: dict[str, int] = {}  # id -> fd of view/.ID.lock, flock'd shared
+        self._views_lock = threading.Lock()
 
     # -- layers ------------------------------------------------------------------------------
 
@@ -188,12 +208,48 @@ class OverlayStore:
             return None
         if not (step / "lower").exists():
             return step / "layer"
-        view = self.root / "view" / id
-        with file_lock(self.root / "view" / f".{id}.lock"):
-            if not os.path.ismount(view):
-                view.mkdir(exist_ok=True)
-                self._mount(self._stack(id), view)
-        return view
+        with self._views_lock:
+            if id not in self._views:
+                with file_lock(self._view_lock(id, "mount")):
+                    view = self.root / "view" / id
+                    if not os.path.ismount(view):
+                        view.mkdir(exist_ok=True)
+                        self._mount(self._stack(id), view)
+                    fd = _open_lock(self._view_lock(id, "use"))
+                    fcntl.flock(fd, fcntl.LOCK_SH)  # held until close(): the view is in use
+                self._views[id] = fd
+        return self.root / "view" / id
+
+    def _view_lock(self, id: str, kind: str) -> Path:
+        """`view/.ID.mount` is held briefly to mount or unmount the view; `view/.ID.use` is
+        held shared by every process using it."""
+        return self.root / "view" / f".{id}.{kind}"
+
+    def close(self) -> None:
+        """Give up this process's views; unmount those no other process is using."""
+        with self._views_lock:
+            for id, fd in self._views.items():
+                self._unmount_if_unused(id, fd)
+            self._views.clear()
+
+    def _unmount_if_unused(self, id: str, fd: int | None) -> None:
+        """Unmount view `id` unless a process (other than the holder of `fd`) uses it."""
+        try:
+            with file_lock(self._view_lock(id, "mount")):
+                use = self._view_lock(id, "use")
+                if fd is None:
+                    fd = _open_lock(use)
+                if not _same_file(fd, use):
+                    return  # the view was dropped and mounted again since fd was taken
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    return  # another process still uses it; the last one out unmounts
+                _remove(self.root / "view" / id)
+                use.unlink(missing_ok=True)
+        finally:
+            if fd is not None:
+                os.close(fd)
 
     def ids(self) -> list[str]:
         """The committed steps (every entry of `result/`)."""
@@ -218,10 +274,15 @@ class OverlayStore:
             claim.release()
 
     def _drop_view(self, id: str) -> None:
-        view = self.root / "view" / id
-        with file_lock(self.root / "view" / f".{id}.lock"):
-            _remove(view)
-        (self.root / "view" / f".{id}.lock").unlink(missing_ok=True)
+        """Unmount step `id`'s view even if in use (lazily: open files stay readable)."""
+        with self._views_lock:
+            fd = self._views.pop(id, None)
+        if fd is not None:
+            os.close(fd)
+        with file_lock(self._view_lock(id, "mount")):
+            _remove(self.root / "view" / id)
+            self._view_lock(id, "use").unlink(missing_ok=True)
+        self._view_lock(id, "mount").unlink(missing_ok=True)
 
     def df(self) -> float:
         """Free space of the store's filesystem, in percent."""
@@ -297,8 +358,8 @@ class OverlayStore:
         self.tmp.sweep(_remove)
         self.cache_tmp.sweep(_remove)
         for view in (self.root / "view").iterdir():
-            if not view.name.startswith(".") and not self._dir(view.name).is_dir():
-                self._drop_view(view.name)
+            if not view.name.startswith("."):
+                self._unmount_if_unused(view.name, None)
 
 
 def open(arg: str) -> OverlayStore:

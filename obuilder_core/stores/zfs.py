@@ -294,6 +294,9 @@ class ZfsStore:
             _destroy(old, "-r")
             _zfs("destroy", "-d", f"{clone}@g{gen0}")
 
+    def close(self) -> None:
+        """See `Store.close`: nothing is held for result paths here."""
+
     def delete_cache(self, name: str) -> None:
         """Destroy cache `name`; CacheBusy while clones of it are in use."""
         esc = zfs_cache_name(name)

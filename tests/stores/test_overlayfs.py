@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -150,3 +152,39 @@ def test_escaped_cache_dirs_stay_inside_the_store(store: OverlayStore) -> None:
     lease = store.cache("../../x", (0, 0))
     lease.release()
     assert [p.name for p in (store.root / "cache").iterdir()] == ["c-..%2f..%2fx"]
+
+
+HOLD_VIEW = """
+import sys
+from obuilder_core.stores import open_store
+store = open_store(sys.argv[1])
+print(store.result(sys.argv[2]), flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_close_unmounts_views_no_other_process_uses(overlayfs_dir: Path) -> None:
+    spec = f"overlayfs:{overlayfs_dir}"
+    store = open_store(spec)
+    store.build("p", None, write_step({"a": "A"}))
+    view = store.build("c", "p", write_step({"b": "B"}))
+    other = subprocess.Popen(
+        [sys.executable, "-c", HOLD_VIEW, spec, "c"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert other.stdout is not None
+        assert other.stdout.readline().strip() == str(view)
+        store.close()
+        # the other process still reads the view, so it stays mounted
+        assert mounts_under(overlayfs_dir) == [view]
+        assert (view / "rootfs" / "b").read_text() == "B"
+    finally:
+        other.kill()  # dies holding the view: the next open cleans up after it
+        other.wait()
+    open_store(spec).close()
+    assert mounts_under(overlayfs_dir) == []
+    reopened = open_store(spec)
+    assert (reopened.result("c") / "rootfs" / "a").read_text() == "A"
+    reopened.close()
+    assert mounts_under(overlayfs_dir) == []

@@ -1,0 +1,104 @@
+"""`obuilder verify`: build a spec, rebuild each step on the same parent, report differences."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from obuilder_core.cli import EXIT_INTERRUPTED, UsageError, error_line, read_input_file
+from obuilder_core.cli.build_commands import (
+    _build_interruptibly,
+    _builder_options,
+    _open_builder,
+    _Printer,
+)
+from obuilder_core.errors import ObuilderError
+
+EXIT_ERROR = 2
+
+
+def register(subparsers: Any) -> None:
+    """Add `verify` to the `obuilder` subcommands."""
+    from obuilder_core.verify import DEFAULT_VARY, VARIATIONS
+
+    p = subparsers.add_parser(
+        "verify",
+        help="check that a spec builds deterministically",
+        description="Build SPEC (using the cache), then run each run/copy step again on the "
+        "same parent, uncached and with variations, and compare the results. Stops at the "
+        "first step that differs. Exit status: 0 same, 1 different, 2 error.",
+    )
+    p.add_argument("-f", "--file", dest="spec", metavar="SPEC", required=True, help="spec file")
+    p.add_argument("context", metavar="CONTEXT", type=Path, help="build context directory")
+    p.add_argument(
+        "--secret",
+        action="append",
+        default=[],
+        metavar="ID:PATH",
+        help="provide secret ID with the contents of file PATH (repeatable)",
+    )
+    _builder_options(p)
+    p.add_argument(
+        "--vary",
+        default=",".join(DEFAULT_VARY),
+        metavar="all|none|LIST",
+        help=f"variations of the rebuild, comma-separated from {', '.join(VARIATIONS)} "
+        f"(default: {','.join(DEFAULT_VARY)})",
+    )
+    p.add_argument(
+        "--keep", action="store_true", help="keep the divergent rebuild and print both paths"
+    )
+    p.add_argument("--check-mtimes", action="store_true", help="also compare modification times")
+    p.add_argument("-q", "--quiet", action="store_true", help="do not print the build log")
+    p.set_defaults(func=cmd_verify)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """`obuilder verify`: 0 when every step rebuilds identically, 1 if one differs, 2 on error."""
+    try:
+        return _verify(args)
+    except ObuilderError as e:  # verify's errors exit 2, like diffoscope's
+        print(error_line(e), file=sys.stderr)
+        return EXIT_ERROR
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from obuilder_core.spec import load_spec
+    from obuilder_core.verify import format_report, parse_vary, verify
+
+    vary = parse_vary(args.vary)
+    read_input_file(args.spec)
+    if not args.context.is_dir():
+        raise UsageError(f"{args.context}: build context is not a directory")
+    secrets = {}
+    for item in args.secret:
+        sid, sep, path = item.partition(":")
+        if not sep or not sid or not path:
+            raise UsageError(f"--secret {item!r}: expected ID:PATH")
+        secrets[sid] = read_input_file(path)
+    spec = load_spec(args.spec)
+    printer = None if args.quiet else _Printer()
+    with _open_builder(args) as builder:
+        result = _build_interruptibly(
+            lambda cancel: verify(
+                builder,
+                spec,
+                args.context,
+                spec_name=args.spec,
+                secrets=secrets,
+                vary=vary,
+                keep=args.keep,
+                check_mtimes=args.check_mtimes,
+                cancel=cancel,
+                log=printer,
+            ),
+            builder,
+        )
+    if result is None:
+        print("Cancelled at user's request", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    sys.stdout.flush()
+    print(format_report(result), flush=True)
+    return result.exit_code

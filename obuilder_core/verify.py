@@ -1,0 +1,289 @@
+"""The determinism checker behind `obuilder verify` and `pytest --obuilder-rebuild`.
+
+The spec is built normally (cached steps are reused). Then, as each run or copy step is done,
+it is executed again without the cache on top of the same parent snapshot, under a scratch id,
+with some variations of its environment (reprotest-like), and the two root filesystems are
+compared (`verify_diff.compare_trees`). The first step whose results differ stops the check.
+The cached result is never replaced; the scratch result is deleted unless `keep` is set.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import secrets
+import shutil
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from obuilder_core.builder import Builder, BuildFailure, LogEvent, Rebuild
+from obuilder_core.errors import ObuilderError
+from obuilder_core.manifest import StatCache
+from obuilder_core.sandbox import RunConfig
+from obuilder_core.spec.model import Spec
+from obuilder_core.verify_diff import TreeDiff, compare_trees, content_detail
+
+EXIT_SAME, EXIT_DIFFERENT, EXIT_ERROR = 0, 1, 2
+
+#: Every variation, and what it changes in the rebuild (see docs/verify.md).
+VARIATIONS = {
+    "hostname": "hostname builder -> verify-rebuild",
+    "tz": "TZ=VRF-14 (UTC+14) in the environment",
+    "locale": "LANG and LC_ALL=fr_CH.UTF-8",
+    "umask": "umask 0002 instead of 0022 (wraps the command in the image's /bin/sh)",
+    "cpus": "the command runs on one CPU (affinity) instead of all",
+    "env": "an extra variable OBUILDER_VERIFY_VARIATION=1",
+}
+DEFAULT_VARY = ("hostname", "tz", "cpus", "env")
+"""Cheap and safe, and only flagging steps that really read them. Left out by default: `locale`
+(missing locales make some tools warn) and `umask` (runc always starts commands with umask 0022,
+so it never varies between real builds, yet varying it flags every step that creates a file)."""
+NOT_VARIED = (
+    "time: runc 1.1 has no time namespace and faketime is not installed; the rebuild only runs"
+    " later than the first build",
+    "file order: directory entry order is fixed by the filesystem (no disorderfs)",
+)
+STAT_CACHE = "verify-stat-cache.sqlite"
+"""Digests of compared files, in the store's state dir (cached results are compared again)."""
+UMASK = "0002"
+HOSTNAME = "verify-rebuild"
+DETAIL_FILES = 10
+
+
+class VerifyError(ObuilderError):
+    """Bad verify options (an unknown variation)."""
+
+
+def parse_vary(text: str) -> tuple[str, ...]:
+    """`all`, `none`, or a comma-separated list of VARIATIONS names; VerifyError if unknown."""
+    text = text.strip()
+    if text == "all":
+        return tuple(VARIATIONS)
+    if text in ("none", ""):
+        return ()
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in VARIATIONS]
+    if unknown:
+        known = ", ".join(VARIATIONS)
+        raise VerifyError(f"unknown variation {unknown[0]!r} in --vary (use all, none or {known})")
+    return names
+
+
+@dataclass(frozen=True)
+class Divergence:
+    """The first step whose rebuild differs: its heading, ids, and the tree differences.
+
+    `kept` is the scratch result's step dir when it was kept, else None; `details` maps the
+    first DETAIL_FILES paths with different content to a unified diff or hex summary.
+    """
+
+    heading: str
+    id: str
+    rebuilt_id: str
+    diff: TreeDiff
+    kept: Path | None
+    details: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """The outcome: `failure` if the build (or a rebuild) failed, `divergence` if a step
+    differs, neither if every step was the same. `checked` counts the steps compared."""
+
+    spec_name: str
+    vary: tuple[str, ...]
+    checked: int
+    divergence: Divergence | None
+    failure: BuildFailure | None
+    notes: tuple[str, ...] = ()
+
+    @property
+    def exit_code(self) -> int:
+        """0 same, 1 different, 2 error (like diffoscope)."""
+        if self.failure is not None:
+            return EXIT_ERROR
+        return EXIT_DIFFERENT if self.divergence is not None else EXIT_SAME
+
+
+class _Stop(Exception):
+    """Raised by the step hook to end the build at the first divergent step."""
+
+
+def varied_config(config: RunConfig, vary: tuple[str, ...], rootfs: Path) -> RunConfig:
+    """`config` with the variations in `vary` applied (cpus is applied by the caller)."""
+    env = list(config.env)
+
+    def set_env(name: str, value: str) -> None:
+        env[:] = [(k, v) for k, v in env if k != name] + [(name, value)]
+
+    if "tz" in vary:
+        set_env("TZ", "VRF-14")
+    if "locale" in vary:
+        set_env("LANG", "fr_CH.UTF-8")
+        set_env("LC_ALL", "fr_CH.UTF-8")
+    if "env" in vary:
+        set_env("OBUILDER_VERIFY_VARIATION", "1")
+    argv = config.argv
+    if "umask" in vary and _has_shell(rootfs):
+        # "$@" passes the original argv through unchanged; exec keeps the process tree the same.
+        argv = ("/bin/sh", "-c", f'umask {UMASK} && exec "$@"', "sh", *argv)
+    hostname = HOSTNAME if "hostname" in vary else config.hostname
+    return replace(config, env=tuple(env), argv=argv, hostname=hostname)
+
+
+def _has_shell(rootfs: Path) -> bool:
+    # lexists: /bin/sh is often a symlink that only resolves inside the container.
+    return os.path.lexists(rootfs / "bin" / "sh")
+
+
+@contextlib.contextmanager
+def _one_cpu(enabled: bool) -> Iterator[None]:
+    """Restrict this thread (and so runc and the container it starts) to one CPU."""
+    if not enabled:
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(before)})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+class _Checker:
+    """The `on_step` hook: rebuilds each step, compares, stops at the first difference."""
+
+    def __init__(
+        self,
+        builder: Builder,
+        vary: tuple[str, ...],
+        keep: bool,
+        check_mtimes: bool,
+        stat_cache: StatCache,
+    ) -> None:
+        self.builder = builder
+        self.stat_cache = stat_cache
+        self.vary = vary
+        self.keep = keep
+        self.check_mtimes = check_mtimes
+        self.checked = 0
+        self.divergence: Divergence | None = None
+        self.failure: BuildFailure | None = None
+        self.notes: list[str] = []
+
+    def __call__(self, step: Rebuild) -> None:
+        store = self.builder.store
+        original = store.result(step.id)
+        parent = store.result(step.parent)
+        if original is None or parent is None:
+            raise ObuilderError(f"Build result {step.id} vanished while verifying")
+        scratch = hashlib.sha256(f"{step.id}:verify:{secrets.token_hex(16)}".encode()).hexdigest()
+        config = None
+        if step.config is not None:
+            config = varied_config(step.config, self.vary, parent / "rootfs")
+            if "umask" in self.vary and config.argv == step.config.argv:
+                self._note(f"umask not varied for {step.heading}: no /bin/sh in the image")
+        cpus = "cpus" in self.vary and step.config is not None and len(os.sched_getaffinity(0)) > 1
+        keep = False
+        try:
+            try:
+                with _one_cpu(cpus):
+                    rebuilt = step.rerun(scratch, config)
+            except ObuilderError as e:
+                self.failure = BuildFailure(step.heading, f"rebuild failed: {e}", b"")
+                raise _Stop from None
+            self.checked += 1
+            diff = compare_trees(
+                original / "rootfs",
+                rebuilt / "rootfs",
+                check_mtimes=self.check_mtimes,
+                stat_cache=self.stat_cache,
+            )
+            if not diff.same:
+                keep = self.keep
+                details = tuple(
+                    (x.path, content_detail(diff.a / x.path, diff.b / x.path))
+                    for x in diff.differences
+                    if x.kind == "content"
+                )[:DETAIL_FILES]
+                self.divergence = Divergence(
+                    step.heading, step.id, scratch, diff, rebuilt if keep else None, details
+                )
+                raise _Stop
+        finally:
+            if not keep:
+                store.delete(scratch)
+
+    def _note(self, text: str) -> None:
+        if text not in self.notes:
+            self.notes.append(text)
+
+
+def verify(
+    builder: Builder,
+    spec: Spec,
+    context: Path,
+    *,
+    spec_name: str = "spec",
+    secrets: Mapping[str, bytes] = {},
+    vary: tuple[str, ...] = DEFAULT_VARY,
+    keep: bool = False,
+    check_mtimes: bool = False,
+    cancel: threading.Event | None = None,
+    log: Callable[[LogEvent], None] | None = None,
+) -> VerifyResult:
+    """Build `spec` (using the cache), rebuild each run/copy step on the same parent and
+    compare; stop at the first divergent step. Never raises for a failing step (see
+    VerifyResult.failure); raises ObuilderError for a bad context. `log` gets the build's
+    log events (the rebuilds' output goes only to their scratch logs).
+    """
+    cache_path = builder.store.state_dir() / STAT_CACHE
+    with StatCache(cache_path) as cache:
+        checker = _Checker(builder, vary, keep, check_mtimes, cache)
+        with contextlib.suppress(_Stop):
+            result = builder.build(
+                spec, context, secrets=secrets, cancel=cancel, log=log, on_step=checker
+            )
+            if result.failure is not None:
+                checker.failure = result.failure
+    return VerifyResult(
+        spec_name, vary, checked=checker.checked, divergence=checker.divergence,
+        failure=checker.failure, notes=tuple(checker.notes),
+    )  # fmt: skip
+
+
+def format_report(result: VerifyResult, *, show_same: bool = True) -> str:
+    """The human report: spec, divergent step, grouped paths, diffs, a diffoscope command."""
+    vary = ", ".join(result.vary) or "none"
+    lines = [f"spec: {result.spec_name}", f"variations: {vary}"]
+    lines += [f"note: {n}" for n in result.notes]
+    if result.failure is not None:
+        lines.append(f"error at step {result.failure.heading}: {result.failure.message}")
+        return "\n".join(lines)
+    d = result.divergence
+    if d is None:
+        if show_same:
+            lines.append(f"deterministic: {result.checked} step(s) rebuilt, results identical")
+        return "\n".join(lines)
+    lines.append(f"NOT deterministic at step {d.heading}")
+    lines.append(f"  A (cached):  {d.id}")
+    lines.append(f"  B (rebuilt): {d.rebuilt_id}" + ("" if d.kept else " (deleted)"))
+    if d.kept is not None:
+        lines.append(f"  A path: {d.diff.a}")
+        lines.append(f"  B path: {d.diff.b}")
+    details = dict(d.details)
+    for kind, diffs in d.diff.by_kind().items():
+        lines.append(f"{kind} ({len(diffs)}):")
+        for diff in diffs[:50]:
+            extra = f": {diff.a} -> {diff.b}" if diff.a or diff.b else ""
+            lines.append(f"  /{diff.path}{extra}" if diff.path != "." else f"  /{extra}")
+            if kind == "content" and diff.path in details:
+                lines += ["    " + x for x in details[diff.path].splitlines()]
+        if len(diffs) > 50:
+            lines.append(f"  ... and {len(diffs) - 50} more")
+    if d.kept is not None and shutil.which("diffoscope"):
+        lines.append(f"diffoscope {d.diff.a} {d.diff.b}")
+    return "\n".join(lines)

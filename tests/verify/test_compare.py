@@ -1,0 +1,97 @@
+"""compare_trees on plain directories: every kind of difference, and no false positives."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from obuilder_core.manifest import StatCache
+from obuilder_core.verify_diff import compare_trees, content_detail
+
+
+@pytest.fixture
+def trees(tmp_path: Path) -> tuple[Path, Path]:
+    """Two identical trees A and B: a dir, text and binary files, a symlink."""
+    a = tmp_path / "A"
+    (a / "etc").mkdir(parents=True)
+    (a / "etc" / "conf").write_text("one\ntwo\nthree\n")
+    (a / "bin.dat").write_bytes(bytes(range(256)) * 4)
+    (a / "link").symlink_to("etc/conf")
+    b = tmp_path / "B"
+    shutil.copytree(a, b, symlinks=True)
+    return a, b
+
+
+def kinds(a: Path, b: Path, **kw: object) -> list[tuple[str, str]]:
+    return [(d.kind, d.path) for d in compare_trees(a, b, **kw).differences]  # type: ignore[arg-type]
+
+
+def test_identical_copies_are_the_same(trees: tuple[Path, Path]) -> None:
+    a, b = trees
+    os.utime(b / "etc" / "conf", (0, 0))  # mtimes count only when asked
+    assert compare_trees(a, b).same
+    assert kinds(a, b, check_mtimes=True) == [("mtime", "etc/conf")]
+
+
+def test_each_kind_is_reported(trees: tuple[Path, Path]) -> None:
+    a, b = trees
+    (a / "only-a").write_text("a")
+    (b / "only-b").mkdir()
+    (b / "etc" / "conf").write_text("one\nTWO\nthree\n")
+    os.chmod(b / "bin.dat", 0o600)
+    (b / "link").unlink()
+    (b / "link").symlink_to("elsewhere")
+    os.setxattr(b / "etc", "user.test", b"1")
+    assert kinds(a, b) == [
+        ("only in A", "only-a"),
+        ("only in B", "only-b"),
+        ("content", "etc/conf"),
+        ("mode", "bin.dat"),
+        ("link target", "link"),
+        ("xattrs", "etc"),
+    ]
+
+
+def test_owner_and_type(trees: tuple[Path, Path]) -> None:
+    a, b = trees
+    if os.geteuid() != 0:
+        pytest.skip("needs root to chown")
+    os.chown(b / "bin.dat", 1234, 5678)
+    (b / "etc" / "conf").unlink()
+    (b / "etc" / "conf").mkdir()
+    diff = compare_trees(a, b)
+    assert [(d.kind, d.path, d.a, d.b) for d in diff.differences] == [
+        ("type", "etc/conf", "file", "directory"),
+        ("owner", "bin.dat", "0:0", "1234:5678"),
+    ]
+
+
+def test_details_text_diff_and_hex(trees: tuple[Path, Path]) -> None:
+    a, b = trees
+    (b / "etc" / "conf").write_text("one\nTWO\nthree\n")
+    data = bytearray((b / "bin.dat").read_bytes())
+    data[300] ^= 0xFF
+    (b / "bin.dat").write_bytes(bytes(data))
+    text = content_detail(a / "etc" / "conf", b / "etc" / "conf")
+    assert "-two\n+TWO" in text
+    hexed = content_detail(a / "bin.dat", b / "bin.dat")
+    assert "first difference at byte 300" in hexed
+    assert "A 00000120:" in hexed and "B 00000120:" in hexed
+
+
+def test_stat_cache_avoids_rereading(trees: tuple[Path, Path], tmp_path: Path) -> None:
+    a, b = trees
+    os.utime(a / "etc" / "conf", (1, 1))  # older than the racy window, so digests are kept
+    os.utime(a / "bin.dat", (1, 1))
+    for p in (b / "etc" / "conf", b / "bin.dat"):
+        os.utime(p, (1, 1))
+    # ctime cannot be set: wait out the racy window by using a zero window instead.
+    with StatCache(tmp_path / "cache.sqlite", racy_window_ns=0) as cache:
+        assert compare_trees(a, b, stat_cache=cache).same
+        rows = cache.get_many([os.lstat(a / "bin.dat"), os.lstat(b / "bin.dat")], "xxh3_128")
+        assert len(rows) == 2  # both digests recorded: the next comparison reads nothing
+        (b / "bin.dat").write_bytes(b"x" * 1024)  # same size, new content: must miss
+        assert kinds(a, b, stat_cache=cache) == [("content", "bin.dat")]

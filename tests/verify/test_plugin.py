@@ -1,0 +1,46 @@
+"""`pytest --obuilder-rebuild` and its ini twin: a non-deterministic spec fails, with the report."""
+
+from __future__ import annotations
+
+import pytest
+
+RANDOM = """\
+((from busybox)
+ (shell /bin/sh -c)
+ (run (shell "echo fixed > /fixed"))
+ (run (shell "echo $RANDOM$RANDOM > /random")))
+"""
+FIXED = """\
+((from busybox)
+ (shell /bin/sh -c)
+ (run (shell "echo fixed > /fixed")))
+"""
+
+
+def test_rebuild_fails_the_non_deterministic_spec(
+    pytester: pytest.Pytester, busybox_rsync_store: str
+) -> None:
+    pytester.makefile(".spec", random=RANDOM, fixed=FIXED)
+    store = f"--obuilder-store={busybox_rsync_store}"
+    plain = pytester.runpytest(store, "-p", "no:cacheprovider")
+    plain.assert_outcomes(passed=2)  # without the option nothing is rebuilt
+    result = pytester.runpytest(store, "-p", "no:cacheprovider", "--obuilder-rebuild")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*_ random _*",
+            "spec: */random.spec",
+            'NOT deterministic at step /: (run (shell "echo $RANDOM$RANDOM > /random"))',
+            "content (1):",
+            "  /random: *",
+            "*FAILED random.spec::random*",
+        ]
+    )
+
+
+def test_rebuild_ini_twin(pytester: pytest.Pytester, busybox_rsync_store: str) -> None:
+    pytester.makefile(".spec", random=RANDOM)
+    pytester.makeini("[pytest]\nobuilder_rebuild = true\n")
+    result = pytester.runpytest(f"--obuilder-store={busybox_rsync_store}", "-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["NOT deterministic at step *"])

@@ -1,0 +1,107 @@
+"""Real runc builds: each kind of hidden non-determinism is caught at its step; fixed steps pass."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from obuilder_core.builder import Builder
+from obuilder_core.verify import DEFAULT_VARY, format_report, parse_vary, verify
+from tests.builder.conftest import spec
+
+STABLE = '(run (shell "echo stable > /stable.txt; chmod 644 /stable.txt"))'
+
+
+def check(builder: Builder, context: Path, *ops: str, vary: str | None = None, **kw: object):
+    """Verify a busybox spec made of `ops`, with `--vary` text `vary` (None: the default)."""
+    chosen = DEFAULT_VARY if vary is None else parse_vary(vary)
+    return verify(builder, spec(*ops), context, spec_name="t.spec", vary=chosen, **kw)
+
+
+@pytest.mark.parametrize(
+    ("command", "vary", "path", "kind"),
+    [
+        ("date +%s > /stamp; sleep 1", "none", "stamp", "content"),
+        ("echo $RANDOM$RANDOM > /random", "none", "random", "content"),
+        ("hostname > /host", "hostname", "host", "content"),
+        ("nproc > /cpus", "cpus", "cpus", "content"),
+        ("echo x > /made", "umask", "made", "mode"),
+        ("date +%H > /hour", "tz", "hour", "content"),
+        ("echo $LC_ALL $LANG > /lang", "locale", "lang", "content"),
+        ("env | sort > /env", "env", "env", "content"),
+    ],
+)
+def test_divergent_step_is_reported(
+    verify_builder: Builder, context: Path, command: str, vary: str, path: str, kind: str
+) -> None:
+    op = f'(run (shell "{command}"))'
+    result = check(verify_builder, context, STABLE, op, STABLE, vary=vary)
+    report = format_report(result)
+    assert result.exit_code == 1, report
+    d = result.divergence
+    assert d is not None
+    assert d.heading == f'/: (run (shell "{command}"))', report
+    assert [(x.kind, x.path) for x in d.diff.differences] == [(kind, path)], report
+    assert result.checked == 2  # the stable step before it, then this one; none after
+    assert f"NOT deterministic at step {d.heading}" in report
+    assert f"/{path}" in report
+    assert verify_builder.store.result(d.rebuilt_id) is None  # scratch deleted
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "echo 1700000000 > /stamp",
+        "SOURCE_DATE_EPOCH=1700000000; date -u -d @$SOURCE_DATE_EPOCH +%F > /date",
+        "echo builder > /host",
+        "echo 4 > /cpus",
+        "echo x > /made; chmod 600 /made",
+        "date -u -d @1700000000 +%H > /hour",
+        "printf 'b\\na\\n' | LC_ALL=C sort > /sorted",
+    ],
+)
+def test_deterministic_step_passes(verify_builder: Builder, context: Path, command: str) -> None:
+    # The fixed version also sets its umask: under --vary umask, files get mode 0664.
+    op = f'(run (shell "umask 022; {command}"))'
+    result = check(verify_builder, context, STABLE, op, vary="all")
+    assert result.exit_code == 0, format_report(result)
+    assert result.checked == 2
+    assert result.divergence is None
+
+
+def test_mtimes_only_when_asked(verify_builder: Builder, context: Path) -> None:
+    op = '(run (shell "mkdir -p /m; echo same > /m/file; chmod 644 /m/file"))'
+    assert check(verify_builder, context, op).exit_code == 0
+    result = check(verify_builder, context, op, check_mtimes=True)
+    assert result.divergence is not None, format_report(result)
+    assert {(d.kind, d.path) for d in result.divergence.diff.differences} == {
+        ("mtime", "."),  # / itself: /m was created in it
+        ("mtime", "m"),
+        ("mtime", "m/file"),
+    }
+
+
+def test_copy_step_and_cached_result_untouched(verify_builder: Builder, context: Path) -> None:
+    copy = "(copy (src hello.txt) (dst /hello.txt))"
+    rand = '(run (shell "echo $RANDOM$RANDOM > /r"))'
+    result = check(verify_builder, context, copy, rand, vary="none", keep=True)
+    d = result.divergence
+    assert d is not None and d.kept is not None, format_report(result)
+    assert result.checked == 2  # the copy was rebuilt and found the same
+    store = verify_builder.store
+    cached = store.result(d.id)
+    assert cached is not None and d.diff.a == cached / "rootfs"
+    assert d.diff.b == d.kept / "rootfs"
+    first = (cached / "rootfs" / "r").read_text()
+    assert (d.kept / "rootfs" / "r").read_text() != first
+    again = check(verify_builder, context, copy, rand, vary="none")
+    assert again.divergence is not None and again.divergence.id == d.id  # same cached step
+    assert (cached / "rootfs" / "r").read_text() == first  # never replaced by a rebuild
+    store.delete(d.rebuilt_id)
+
+
+def test_failing_step_is_an_error(verify_builder: Builder, context: Path) -> None:
+    result = check(verify_builder, context, '(run (shell "exit 4"))')
+    assert result.exit_code == 2
+    assert "failed with exit status 4" in format_report(result)
