@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import pytest
+
     from obuilder_core.builder import BuildResult
 
 
