@@ -2,7 +2,7 @@
 VENV := .venv/bin
 BUSYBOX_OCI := build/busybox-oci
 
-.PHONY: setup demo test lint busybox
+.PHONY: setup demo test lint busybox debian-image
 
 setup:
 	./scripts/setup.sh
@@ -11,6 +11,10 @@ setup:
 busybox: setup
 	$(VENV)/python scripts/build-busybox-image.py $(BUSYBOX_OCI)
 	$(VENV)/obuilder image import busybox $(BUSYBOX_OCI)
+
+# The Debian image of examples/debian/ (debootstrap; needs Debian's package mirror).
+debian-image: setup
+	./scripts/make-debian-image.sh
 
 demo: busybox
 	$(VENV)/pytest examples/
