@@ -36,16 +36,7 @@ def register(subparsers: Any) -> None:
         help="build a spec",
         description="Build SPEC with CONTEXT as the source directory of (copy ...) steps.",
     )
-    p.add_argument("-f", "--file", dest="spec", metavar="SPEC", required=True, help="spec file")
-    p.add_argument("context", metavar="CONTEXT", type=Path, help="build context directory")
-    p.add_argument(
-        "--secret",
-        action="append",
-        default=[],
-        metavar="ID:PATH",
-        help="provide secret ID with the contents of file PATH (repeatable)",
-    )
-    _builder_options(p)
+    spec_arguments(p)
     p.add_argument(
         "--no-cache",
         action="store_true",
@@ -178,6 +169,20 @@ class _Printer:
                 self.out.write(text + b"\n")
                 self.at_line_start = True
             self.out.flush()
+
+
+def spec_arguments(p: argparse.ArgumentParser) -> None:
+    """`-f SPEC CONTEXT [--secret ID:PATH]...` and the builder options (store, sandbox)."""
+    p.add_argument("-f", "--file", dest="spec", metavar="SPEC", required=True, help="spec file")
+    p.add_argument("context", metavar="CONTEXT", type=Path, help="build context directory")
+    p.add_argument(
+        "--secret",
+        action="append",
+        default=[],
+        metavar="ID:PATH",
+        help="provide secret ID with the contents of file PATH (repeatable)",
+    )
+    _builder_options(p)
 
 
 def _open_builder(args: argparse.Namespace) -> Any:

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
 from obuilder_core.cli import EXIT_INTERRUPTED, UsageError, error_line, read_input_file
 from obuilder_core.cli.build_commands import (
     _build_interruptibly,
-    _builder_options,
     _open_builder,
     _Printer,
+    spec_arguments,
 )
 from obuilder_core.errors import ObuilderError
 
@@ -30,16 +29,7 @@ def register(subparsers: Any) -> None:
         "same parent, uncached and with variations, and compare the results. Stops at the "
         "first step that differs. Exit status: 0 same, 1 different, 2 error.",
     )
-    p.add_argument("-f", "--file", dest="spec", metavar="SPEC", required=True, help="spec file")
-    p.add_argument("context", metavar="CONTEXT", type=Path, help="build context directory")
-    p.add_argument(
-        "--secret",
-        action="append",
-        default=[],
-        metavar="ID:PATH",
-        help="provide secret ID with the contents of file PATH (repeatable)",
-    )
-    _builder_options(p)
+    spec_arguments(p)
     p.add_argument(
         "--vary",
         default=",".join(DEFAULT_VARY),
