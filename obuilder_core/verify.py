@@ -23,6 +23,7 @@ from obuilder_core.builder import Builder, BuildFailure, LogEvent, Rebuild
 from obuilder_core.errors import ObuilderError
 from obuilder_core.manifest import StatCache
 from obuilder_core.sandbox import RunConfig
+from obuilder_core.sandbox.disorder import DisorderedSandbox, disorderfs_missing
 from obuilder_core.spec.model import Spec
 from obuilder_core.verify_diff import TreeDiff, compare_trees, content_detail
 
@@ -36,15 +37,16 @@ VARIATIONS = {
     "umask": "umask 0002 instead of 0022 (wraps the command in the image's /bin/sh)",
     "cpus": "the command runs on one CPU (affinity) instead of all",
     "env": "an extra variable OBUILDER_VERIFY_VARIATION=1",
+    "fileorder": "the rootfs seen through disorderfs: directory entries in reverse order",
 }
 DEFAULT_VARY = ("hostname", "tz", "cpus", "env")
 """Cheap and safe, and only flagging steps that really read them. Left out by default: `locale`
 (missing locales make some tools warn) and `umask` (runc always starts commands with umask 0022,
-so it never varies between real builds, yet varying it flags every step that creates a file)."""
+so it never varies between real builds, yet varying it flags every step that creates a file), and
+`fileorder` (a FUSE mount per rebuilt run step, and FUSE slows file-heavy steps down)."""
 NOT_VARIED = (
     "time: runc 1.1 has no time namespace and faketime is not installed; the rebuild only runs"
     " later than the first build",
-    "file order: directory entry order is fixed by the filesystem (no disorderfs)",
 )
 STAT_CACHE = "verify-stat-cache.sqlite"
 """Digests of compared files, in the store's state dir (cached results are compared again)."""
@@ -58,7 +60,8 @@ class VerifyError(ObuilderError):
 
 
 def parse_vary(text: str) -> tuple[str, ...]:
-    """`all`, `none`, or a comma-separated list of VARIATIONS names; VerifyError if unknown."""
+    """`all`, `none`, or a comma-separated list of VARIATIONS names; VerifyError if a name is
+    unknown, or is `fileorder` and disorderfs cannot run here (`all` skips it in `verify`)."""
     text = text.strip()
     if text == "all":
         return tuple(VARIATIONS)
@@ -69,6 +72,7 @@ def parse_vary(text: str) -> tuple[str, ...]:
     if unknown:
         known = ", ".join(VARIATIONS)
         raise VerifyError(f"unknown variation {unknown[0]!r} in --vary (use all, none or {known})")
+    _available(names)
     return names
 
 
@@ -187,11 +191,14 @@ class _Checker:
             if "umask" in self.vary and config.argv == step.config.argv:
                 self._note(f"umask not varied for {step.heading}: no /bin/sh in the image")
         cpus = "cpus" in self.vary and step.config is not None and len(os.sched_getaffinity(0)) > 1
+        sandbox = None
+        if "fileorder" in self.vary and step.config is not None:
+            sandbox = DisorderedSandbox(self.builder.sandbox)
         keep = False
         try:
             try:
                 with _one_cpu(cpus):
-                    rebuilt = step.rerun(scratch, config)
+                    rebuilt = step.rerun(scratch, config, sandbox=sandbox)
             except ObuilderError as e:
                 self.failure = BuildFailure(step.heading, f"rebuild failed: {e}", b"")
                 raise _Stop from None
@@ -240,9 +247,11 @@ def verify(
     VerifyResult.failure); raises ObuilderError for a bad context. `log` gets the build's
     log events (the rebuilds' output goes only to their scratch logs).
     """
+    vary, notes = _available(vary)
     cache_path = builder.store.state_dir() / STAT_CACHE
     with StatCache(cache_path) as cache:
         checker = _Checker(builder, vary, keep, check_mtimes, cache)
+        checker.notes += notes
         with contextlib.suppress(_Stop):
             result = builder.build(
                 spec, context, secrets=secrets, cancel=cancel, log=log, on_step=checker
@@ -253,6 +262,18 @@ def verify(
         spec_name, vary, checked=checker.checked, divergence=checker.divergence,
         failure=checker.failure, notes=tuple(checker.notes),
     )  # fmt: skip
+
+
+def _available(vary: tuple[str, ...]) -> tuple[tuple[str, ...], list[str]]:
+    """`vary` without `fileorder` plus a note if disorderfs cannot run and `vary` is `all`;
+    VerifyError if `fileorder` was asked for by name."""
+    why = disorderfs_missing() if "fileorder" in vary else None
+    if why is None:
+        return vary, []
+    # Every variation selected means `--vary all`: there, skip what cannot run, with a note.
+    if set(vary) != set(VARIATIONS):
+        raise VerifyError(f"variation fileorder needs disorderfs: {why}")
+    return tuple(v for v in vary if v != "fileorder"), [f"fileorder not varied: {why}"]
 
 
 def format_report(result: VerifyResult, *, show_same: bool = True) -> str:

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from obuilder_core.builder.context import Context
 from obuilder_core.builder.flight import Outcome, SingleFlight
@@ -43,6 +44,14 @@ from obuilder_core.stores import Store, open_store
 Fill = Callable[[Path, Emit, threading.Event], None]
 
 
+class Rerun(Protocol):
+    """`Rebuild.rerun`: execute the step again as `scratch_id` (see Rebuild)."""
+
+    def __call__(
+        self, scratch_id: str, config: RunConfig | None, /, *, sandbox: Sandbox | None = None
+    ) -> Path: ...
+
+
 @dataclass(frozen=True)
 class Rebuild:
     """A run or copy step that is done, offered (via `Builder.build(on_step=...)`) for
@@ -53,13 +62,15 @@ class Rebuild:
     commits it as `scratch_id` (which must not exist); it returns the step dir, raises
     ObuilderError if the step fails, and never touches step `id`. The caller deletes
     `scratch_id`. Call it only inside the hook: the parent is protected until it returns.
+    `rerun(..., sandbox=S)` runs a run step's command with `S` instead of the builder's
+    sandbox (a copy step ignores it).
     """
 
     heading: str
     id: str
     parent: str
     config: RunConfig | None
-    rerun: Callable[[str, RunConfig | None], Path]
+    rerun: Rerun
 
 
 class StepError(ObuilderError):
@@ -286,7 +297,7 @@ class Builder:
         )
         mounted = {s.target: v for s, v in zip(op.secrets, values, strict=True)}
 
-        def fill_with(config: RunConfig) -> Fill:
+        def fill_with(config: RunConfig, sandbox: Sandbox | None = None) -> Fill:
             def fill(tmp: Path, write: Emit, cancel: threading.Event) -> None:
                 run_command(
                     tmp,
@@ -294,7 +305,7 @@ class Builder:
                     op.cache,
                     mounted,
                     store=self.store,
-                    sandbox=self.sandbox,
+                    sandbox=sandbox or self.sandbox,
                     write=write,
                     cancel=cancel,
                 )
@@ -353,7 +364,7 @@ class Builder:
             )
 
         self._step(id, parent, fill, client, held, fresh=not use_cache)
-        self._offer(client, id, parent, None, lambda _config: fill)
+        self._offer(client, id, parent, None, lambda _config, _sandbox: fill)
         return id
 
     def _offer(
@@ -362,14 +373,16 @@ class Builder:
         id: str,
         parent: str,
         config: RunConfig | None,
-        fill_with: Callable[[RunConfig], Fill],
+        fill_with: Callable[[RunConfig, Sandbox | None], Fill],
     ) -> None:
         """Hand step `id` to the client's `on_step` hook (if any) as a `Rebuild`."""
         if client.on_step is None:
             return
 
-        def rerun(scratch_id: str, changed: RunConfig | None) -> Path:
-            fill = fill_with(changed if changed is not None else config)  # type: ignore[arg-type]
+        def rerun(
+            scratch_id: str, changed: RunConfig | None, /, *, sandbox: Sandbox | None = None
+        ) -> Path:
+            fill = fill_with(changed if changed is not None else config, sandbox)  # type: ignore[arg-type]
 
             def in_tmp(tmp: Path) -> None:
                 with open(tmp / "log", "wb") as saved:

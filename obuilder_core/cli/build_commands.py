@@ -238,7 +238,15 @@ def _build_interruptibly(build: Any, builder: Any) -> Any:
     (so no container outlives us) and return None."""
     cancel = threading.Event()
     box: list[Any] = []
-    thread = threading.Thread(target=lambda: box.append(build(cancel)), daemon=True)
+    raised: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            box.append(build(cancel))
+        except BaseException as e:  # re-raised in the caller's thread, below
+            raised.append(e)
+
+    thread = threading.Thread(target=work, daemon=True)
     thread.start()
     try:
         while thread.is_alive():
@@ -249,8 +257,8 @@ def _build_interruptibly(build: Any, builder: Any) -> Any:
         while (thread.is_alive() or builder.in_progress()) and time.monotonic() < deadline:
             time.sleep(0.1)
         return None
-    if not box:
-        raise ObuilderError("the build stopped unexpectedly (see the log above)")
+    if raised:
+        raise raised[0]
     return box[0]
 
 

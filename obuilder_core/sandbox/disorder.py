@@ -1,0 +1,97 @@
+"""A Sandbox wrapper that shows commands their rootfs through disorderfs, so directory entries
+come back in reverse order: the `fileorder` variation of `obuilder verify` (reprotest's
+`fileordering`). Writes land in the real rootfs, which the store then commits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from obuilder_core.process import run_cmd
+from obuilder_core.sandbox.base import RunConfig, Sandbox
+
+DISORDERFS_ARGS = (
+    "-q",
+    "--multi-user=yes",  # every uid in the container acts as itself (needs allow_other)
+    # Reversed, not shuffled: a shuffle may return the original order by chance, a reversal of
+    # two or more entries never does, so a step that depends on the order is always caught.
+    "--reverse-dirents=yes",
+    "--shuffle-dirents=no",
+    "--pad-blocks=0",  # the default pads st_blocks, which would change `du` output
+    # use_ino: real inode numbers, so hard links stay recognisable (tar, cp -a); suid,dev: the
+    # same mount flags as the real rootfs, not FUSE's nosuid,nodev.
+    "-o",
+    "allow_other,use_ino,readdir_ino,suid,dev",
+)
+
+def disorderfs_missing() -> str | None:
+    """Why the `fileorder` variation cannot run here (None if it can)."""
+    for tool in ("disorderfs", "fusermount"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed (apt-get install disorderfs)"
+    if not os.path.exists("/dev/fuse"):
+        return "/dev/fuse is missing (FUSE is not available)"
+    return None
+
+
+@contextlib.contextmanager
+def disordered(rootfs: Path) -> Iterator[Path]:
+    """`rootfs` mounted through disorderfs (entries listed in reverse order) at a temporary
+    mount point, which is yielded; writes land in `rootfs`. Unmounted (lazily if busy) and
+    removed on exit, however the body ends."""
+    base = Path(tempfile.mkdtemp(prefix="obuilder-disorderfs-"))
+    source, view = base / "rootfs", base / "view"
+    try:
+        # disorderfs reaches files by path with the caller's uid, so every directory above the
+        # rootfs must be searchable by all: bind it below a 0755 dir (store dirs may be 0700).
+        base.chmod(0o755)
+        source.mkdir()
+        view.mkdir()
+        run_cmd(["mount", "--bind", str(rootfs), str(source)])
+        try:
+            run_cmd(["disorderfs", *DISORDERFS_ARGS, str(source), str(view)], timeout=60)
+            try:
+                yield view
+            finally:
+                _unmount(["fusermount", "-u"], view)
+        finally:
+            _unmount(["umount"], source)
+    finally:
+        for path in (view, source, base):
+            with contextlib.suppress(OSError):
+                path.rmdir()
+
+
+def _unmount(argv: list[str], path: Path) -> None:
+    # A process of the container may still hold a file open: detach lazily then.
+    if run_cmd([*argv, str(path)], check=False).returncode != 0:
+        run_cmd([*argv, "-z", str(path)])
+
+
+@dataclass(frozen=True)
+class DisorderedSandbox:
+    """A Sandbox that runs each command in its rootfs seen through `disordered`."""
+
+    inner: Sandbox
+
+    def run(
+        self,
+        config: RunConfig,
+        rootfs: Path,
+        *,
+        log: Callable[[bytes], None],
+        stdin: bytes | BinaryIO | None = None,
+        cancel: threading.Event | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        """`inner.run` on the disorderfs view of `rootfs` (see `Sandbox.run`)."""
+        with disordered(rootfs) as view:
+            self.inner.run(config, view, log=log, stdin=stdin, cancel=cancel, timeout=timeout)
