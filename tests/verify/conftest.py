@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -44,3 +45,20 @@ def busybox_rsync_store(rsync_store_spec: str, busybox_oci: Path) -> str:
     store = open_store(rsync_store_spec)
     LocalImages(store.state_dir() / "images").import_("busybox", busybox_oci)
     return rsync_store_spec
+
+
+@pytest.fixture(scope="session")
+def glibc_locale_tar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A plain rootfs tarball of a tiny glibc image (host dash, sort, fr_CH.UTF-8 locale data),
+    built once per session and removed at the end; skips if localedef or the sources are missing.
+    """
+    from tests.verify.glibc_image import build_image_tar, missing_tools
+
+    reason = missing_tools()
+    if reason is not None:
+        pytest.skip(reason)
+    workdir = tmp_path_factory.mktemp("glibc-image")
+    try:
+        yield build_image_tar(workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)

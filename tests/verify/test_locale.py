@@ -1,0 +1,60 @@
+"""Real runc builds on a tiny glibc image: output sorted under the current locale is caught by
+the `locale` variation at its step, and the fixed version (`LC_ALL=C sort`) passes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from obuilder_core.builder import Builder
+from obuilder_core.images.local import LocalImages
+from obuilder_core.verify import format_report, verify
+from tests.builder.conftest import spec
+
+IMAGE = "glibc-locale"
+STABLE = '(run (shell "echo stable > /stable.txt"))'
+# The spec text has `\\n` (an escaped backslash), so the shell runs printf 'b\nA\na\nB\n'.
+LINES = "printf 'b\\\\nA\\\\na\\\\nB\\\\n'"
+
+
+@pytest.fixture(scope="module")
+def locale_builder(verify_builder: Builder, glibc_locale_tar: Path) -> Builder:
+    """The module's verify builder with the glibc image imported as `glibc-locale`."""
+    LocalImages(verify_builder.store.state_dir() / "images").import_(IMAGE, glibc_locale_tar)
+    return verify_builder
+
+
+def check(builder: Builder, context: Path, command: str, **kw: object):
+    """Verify a glibc-image spec: a stable step, then `command`, varying only the locale."""
+    ops = (STABLE, f'(run (shell "{command}"))')
+    return verify(
+        builder, spec(*ops, image=IMAGE), context, spec_name="t.spec", vary=("locale",), **kw
+    )
+
+
+def test_locale_sorted_output_is_reported(locale_builder: Builder, context: Path) -> None:
+    command = f"{LINES} | sort > /sorted"
+    result = check(locale_builder, context, command, keep=True)
+    report = format_report(result)
+    assert result.exit_code == 1, report
+    d = result.divergence
+    assert d is not None and d.kept is not None
+    try:
+        assert d.heading == f'/: (run (shell "{command}"))', report
+        assert [(x.kind, x.path) for x in d.diff.differences] == [("content", "sorted")], report
+        assert result.checked == 2  # the stable step, then this one
+        # The image's sort really follows the locale: POSIX (no LANG) vs fr_CH.UTF-8.
+        assert (d.diff.a / "sorted").read_text() == "A\nB\na\nb\n"
+        assert (d.diff.b / "sorted").read_text() == "a\nA\nb\nB\n"
+        assert f"NOT deterministic at step {d.heading}" in report
+        assert "/sorted" in report
+    finally:
+        locale_builder.store.delete(d.rebuilt_id)
+
+
+def test_c_locale_sort_passes(locale_builder: Builder, context: Path) -> None:
+    result = check(locale_builder, context, f"{LINES} | LC_ALL=C sort > /sorted")
+    assert result.exit_code == 0, format_report(result)
+    assert result.checked == 2
+    assert result.divergence is None
