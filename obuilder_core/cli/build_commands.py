@@ -185,6 +185,23 @@ def spec_arguments(p: argparse.ArgumentParser) -> None:
     _builder_options(p)
 
 
+def load_inputs(args: argparse.Namespace) -> tuple[Any, dict[str, bytes]]:
+    """The spec and the secrets that `spec_arguments` named, with a clear usage error for a
+    missing spec file, context directory or secret file."""
+    from obuilder_core.spec import load_spec
+
+    read_input_file(args.spec)
+    if not args.context.is_dir():
+        raise UsageError(f"{args.context}: build context is not a directory")
+    secrets = {}
+    for item in args.secret:
+        sid, sep, path = item.partition(":")
+        if not sep or not sid or not path:
+            raise UsageError(f"--secret {item!r}: expected ID:PATH")
+        secrets[sid] = read_input_file(path)
+    return load_spec(args.spec), secrets
+
+
 def _open_builder(args: argparse.Namespace) -> Any:
     from obuilder_core.builder import Builder
 
@@ -197,18 +214,8 @@ def _open_builder(args: argparse.Namespace) -> Any:
 def cmd_build(args: argparse.Namespace) -> int:
     """`obuilder build`: 0 when built (`Got: "ID"`), 1 when a step failed, 2 on bad input."""
     from obuilder_core.sandbox.base import ocaml_quote
-    from obuilder_core.spec import load_spec
 
-    read_input_file(args.spec)  # a clear usage error for a missing or unreadable spec file
-    if not args.context.is_dir():
-        raise UsageError(f"{args.context}: build context is not a directory")
-    secrets = {}
-    for item in args.secret:
-        sid, sep, path = item.partition(":")
-        if not sep or not sid or not path:
-            raise UsageError(f"--secret {item!r}: expected ID:PATH")
-        secrets[sid] = read_input_file(path)
-    spec = load_spec(args.spec)
+    spec, secrets = load_inputs(args)
     printer = _Printer()
     with _open_builder(args) as builder:
         result = _build_interruptibly(

@@ -6,11 +6,12 @@ import argparse
 import sys
 from typing import Any
 
-from obuilder_core.cli import EXIT_INTERRUPTED, UsageError, error_line, read_input_file
+from obuilder_core.cli import EXIT_INTERRUPTED, error_line
 from obuilder_core.cli.build_commands import (
     _build_interruptibly,
     _open_builder,
     _Printer,
+    load_inputs,
     spec_arguments,
 )
 from obuilder_core.errors import ObuilderError
@@ -55,20 +56,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from obuilder_core.spec import load_spec
     from obuilder_core.verify import format_report, parse_vary, verify
 
     vary = parse_vary(args.vary)
-    read_input_file(args.spec)
-    if not args.context.is_dir():
-        raise UsageError(f"{args.context}: build context is not a directory")
-    secrets = {}
-    for item in args.secret:
-        sid, sep, path = item.partition(":")
-        if not sep or not sid or not path:
-            raise UsageError(f"--secret {item!r}: expected ID:PATH")
-        secrets[sid] = read_input_file(path)
-    spec = load_spec(args.spec)
+    spec, secrets = load_inputs(args)
     printer = None if args.quiet else _Printer()
     with _open_builder(args) as builder:
         result = _build_interruptibly(
