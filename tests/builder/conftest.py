@@ -73,27 +73,28 @@ def kill_leftovers(builder: Builder) -> None:
         RuncSandbox(state).remove_leftovers()
 
 
-@pytest.fixture
-def btrfs_builder(btrfs_store_spec: str, busybox_oci: Path) -> Iterator[Builder]:
-    """A Builder with runc on a fresh btrfs store (busybox imported)."""
+@contextlib.contextmanager
+def running_builder(store_spec: str, busybox_oci: Path) -> Iterator[Builder]:
+    """`make_builder`, skipping without root or runc; closed (containers killed) at the end."""
     require_root()
     require_tool("runc")
-    builder = make_builder(btrfs_store_spec, busybox_oci)
+    builder = make_builder(store_spec, busybox_oci)
     try:
         yield builder
     finally:
         kill_leftovers(builder)
         builder.close()
+
+
+@pytest.fixture
+def btrfs_builder(btrfs_store_spec: str, busybox_oci: Path) -> Iterator[Builder]:
+    """A Builder with runc on a fresh btrfs store (busybox imported)."""
+    with running_builder(btrfs_store_spec, busybox_oci) as builder:
+        yield builder
 
 
 @pytest.fixture
 def rsync_builder(rsync_store_spec: str, busybox_oci: Path) -> Iterator[Builder]:
     """A Builder with runc on a fresh rsync store (busybox imported)."""
-    require_root()
-    require_tool("runc")
-    builder = make_builder(rsync_store_spec, busybox_oci)
-    try:
+    with running_builder(rsync_store_spec, busybox_oci) as builder:
         yield builder
-    finally:
-        kill_leftovers(builder)
-        builder.close()

@@ -18,10 +18,10 @@ FIXED = """\
 
 
 def test_rebuild_fails_the_non_deterministic_spec(
-    pytester: pytest.Pytester, busybox_rsync_store: str
+    pytester: pytest.Pytester, busybox_store: str
 ) -> None:
     pytester.makefile(".spec", random=RANDOM, fixed=FIXED)
-    store = f"--obuilder-store={busybox_rsync_store}"
+    store = f"--obuilder-store={busybox_store}"
     plain = pytester.runpytest(store, "-p", "no:cacheprovider")
     plain.assert_outcomes(passed=2)  # without the option nothing is rebuilt
     result = pytester.runpytest(store, "-p", "no:cacheprovider", "--obuilder-rebuild")
@@ -38,9 +38,9 @@ def test_rebuild_fails_the_non_deterministic_spec(
     )
 
 
-def test_rebuild_ini_twin(pytester: pytest.Pytester, busybox_rsync_store: str) -> None:
+def test_rebuild_ini_twin(pytester: pytest.Pytester, busybox_store: str) -> None:
     pytester.makefile(".spec", random=RANDOM)
     pytester.makeini("[pytest]\nobuilder_rebuild = true\n")
-    result = pytester.runpytest(f"--obuilder-store={busybox_rsync_store}", "-p", "no:cacheprovider")
+    result = pytester.runpytest(f"--obuilder-store={busybox_store}", "-p", "no:cacheprovider")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["NOT deterministic at step *"])
