@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 from obuilder_core.builder import Builder
 from tests.builder.conftest import collect, ok, output, spec, text
+from tests.builder.wrappers import WAIT_FOR_GATE, ChangeBeforeCopy, Gate, GatedSandbox
 
 
 def test_second_build_is_all_cache_hits_with_output_replayed(
@@ -198,17 +200,34 @@ def test_cache_mount_persists_between_steps_and_builds(
 
 
 def test_prune_during_a_build_keeps_its_steps(btrfs_builder: Builder, tmp_path: Path) -> None:
-    import threading
-
+    gate = Gate(tmp_path / "gate")
+    btrfs_builder.sandbox = GatedSandbox(btrfs_builder.sandbox, gate)
     first = ok(btrfs_builder.build(spec('(run (shell "echo parent"))'), tmp_path))
     events, log = collect()
     done: list[object] = []
-    s = spec('(run (shell "echo parent"))', '(run (shell "echo start; sleep 2; echo child"))')
+    s = spec('(run (shell "echo parent"))', f'(run (shell "echo start; {WAIT_FOR_GATE}"))')
     t = threading.Thread(target=lambda: done.append(btrfs_builder.build(s, tmp_path, log=log)))
     t.start()
     while b"start" not in output(events):
         t.join(0.05)
     btrfs_builder.index.prune(float("inf"), 100)  # everything unused, but the build holds these
-    t.join(30)
+    gate.open()
+    t.join()
     ok(done[0])  # type: ignore[arg-type]
     assert btrfs_builder.store.result(first.id or "") is not None
+
+
+def test_a_source_changed_after_hashing_fails_the_copy(
+    rsync_builder: Builder, tmp_path: Path
+) -> None:
+    # The real tar in busybox gets a stream cut short at the changed file: the step fails with
+    # the reason, whatever tar makes of the stream, and nothing is cached.
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "f").write_bytes(b"original\n")
+    rsync_builder.store = ChangeBeforeCopy(rsync_builder.store, ctx / "f", b"Original\n")  # type: ignore[assignment]
+    ok(rsync_builder.build(spec(), ctx))
+    r = rsync_builder.build(spec("(copy (src f) (dst /f))"), ctx)
+    assert r.failure is not None
+    assert r.failure.message == 'Source file "f" changed during the copy; try again'
+    assert rsync_builder.store.ids() == [r.steps[0].id]

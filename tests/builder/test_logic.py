@@ -20,6 +20,7 @@ from obuilder_core.sandbox import Cancelled, RunConfig, StepFailed
 from obuilder_core.spec import parse_spec
 from obuilder_core.stores import open_store
 from tests.builder.conftest import collect, ok, text
+from tests.builder.wrappers import ChangeBeforeCopy
 from tests.fixtures.root import require_tool
 
 
@@ -34,12 +35,14 @@ class ScriptedImages:
 
 
 class ScriptedSandbox:
-    """Runs nothing: `block` waits for cancel (ignoring it for `slow` seconds), `boom` raises
-    a RuntimeError, `fail` exits 1, anything else is echoed. Records every config."""
+    """Runs nothing: `block` waits for cancel, then until `may_finish_cancelling` is set (so
+    a test can hold a step in the middle of being cancelled), `boom` raises a RuntimeError,
+    `fail` exits 1, anything else is echoed. Records every config."""
 
-    def __init__(self, slow: float = 0.0) -> None:
+    def __init__(self) -> None:
         self.configs: list[RunConfig] = []
-        self.slow = slow
+        self.may_finish_cancelling = threading.Event()
+        self.may_finish_cancelling.set()
 
     def run(
         self,
@@ -57,7 +60,7 @@ class ScriptedSandbox:
             log(b"blocking\n")  # type: ignore[operator]
             assert cancel is not None
             cancel.wait()
-            time.sleep(self.slow)
+            self.may_finish_cancelling.wait()
             raise Cancelled(config.argv)
         if cmd == "boom":
             raise RuntimeError("boom")
@@ -69,7 +72,7 @@ class ScriptedSandbox:
 @pytest.fixture
 def fake(tmp_path: Path) -> Iterator[tuple[Builder, ScriptedSandbox]]:
     require_tool("rsync")
-    sandbox = ScriptedSandbox(slow=0.5)
+    sandbox = ScriptedSandbox()
     builder = Builder(
         open_store(f"rsync:{tmp_path / 'store'}"),
         sandbox,  # type: ignore[arg-type]
@@ -133,23 +136,26 @@ def test_client_arriving_while_a_step_is_cancelled_waits_and_starts_again(
     builder, sandbox = fake
     s = _spec('(run (shell "block"))')
     ok(builder.build(_spec(), tmp_path))
+    sandbox.may_finish_cancelling.clear()  # the step will stay "being cancelled"
     cancel_a = threading.Event()
     a_done: list[object] = []
     ta = threading.Thread(target=lambda: a_done.append(builder.build(s, tmp_path, cancel=cancel_a)))
     ta.start()
     _wait(lambda: len(sandbox.configs) == 1)
     cancel_a.set()
-    ta.join(5)
+    ta.join()
     assert a_done and a_done[0].failure is not None  # type: ignore[attr-defined]
-    # the sandbox is still "cancelling" (slow): a new client waits, then runs the step again
+    # The sandbox is still cancelling: a new client waits for it, then runs the step again.
     events, log = collect()
     cancel_b = threading.Event()
     tb = threading.Thread(target=lambda: builder.build(s, tmp_path, log=log, cancel=cancel_b))
     tb.start()
+    _wait(lambda: "Waiting for previous build to finish cancelling" in text(events))
+    assert len(sandbox.configs) == 1
+    sandbox.may_finish_cancelling.set()
     _wait(lambda: len(sandbox.configs) == 2)
-    assert "Waiting for previous build to finish cancelling" in text(events)
     cancel_b.set()
-    tb.join(5)
+    tb.join()
     _wait(lambda: not builder.in_progress())
 
 
@@ -164,19 +170,16 @@ def test_cancelled_before_start_runs_nothing(
     assert sandbox.configs == []
 
 
-def _wait(cond: object, timeout: float = 10.0) -> None:
+def _wait(cond: object, timeout: float = 60.0) -> None:
+    """Wait for a condition another thread makes true (the timeout only catches a hang)."""
     deadline = time.monotonic() + timeout
     while not cond():  # type: ignore[operator]
         assert time.monotonic() < deadline, "timed out waiting"
         time.sleep(0.02)
 
 
-class ChangingTar(ScriptedSandbox):
-    """A `tar` that changes a source file before reading its stream, then exits 0."""
-
-    def __init__(self, victim: Path) -> None:
-        super().__init__()
-        self.victim = victim
+class DrainingTar(ScriptedSandbox):
+    """A `tar` that reads its whole stream and exits 0, whatever the stream held."""
 
     def run(
         self,
@@ -192,25 +195,28 @@ class ChangingTar(ScriptedSandbox):
             return super().run(config, rootfs, log=log, stdin=stdin, cancel=cancel)
         self.configs.append(config)
         assert config.user == (0, 0) and config.cwd == "/"
-        self.victim.write_text("changed after hashing\n")
         while stdin.read(65536):  # type: ignore[attr-defined]
             pass
 
 
-def test_copy_fails_when_the_stream_fails_even_if_tar_succeeds(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "content", [b"changed after hashing\n", b"Original\n"], ids=["size", "same-size"]
+)
+def test_copy_fails_when_a_source_changed_since_hashing_even_if_tar_succeeds(
+    tmp_path: Path, content: bytes
+) -> None:
     require_tool("rsync")
     ctx = tmp_path / "ctx"
     ctx.mkdir()
-    (ctx / "f").write_text("original\n")
-    sandbox = ChangingTar(ctx / "f")
-    builder = Builder(
-        open_store(f"rsync:{tmp_path / 'store'}"),
-        sandbox,  # type: ignore[arg-type]
-        [ScriptedImages()],
-    )  # type: ignore[list-item]
+    (ctx / "f").write_bytes(b"original\n")
+    store = ChangeBeforeCopy(open_store(f"rsync:{tmp_path / 'store'}"), ctx / "f", content)
+    builder = Builder(store, DrainingTar(), [ScriptedImages()])  # type: ignore[arg-type,list-item]
     try:
+        ok(builder.build(_spec(), ctx))  # the base image, built before anything changes
         r = builder.build(_spec("(copy (src f) (dst /f))"), ctx)
-        assert r.failure is not None and "changed during the copy" in r.failure.message
+        assert r.failure is not None
+        assert r.failure.message == 'Source file "f" changed during the copy; try again'
         assert len(r.steps) == 1  # only the base image was saved
+        assert store.ids() == [r.steps[0].id]
     finally:
         builder.close()
