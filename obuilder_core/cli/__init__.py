@@ -106,10 +106,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _LineFormatter(logging.Formatter):
+    """`obuilder: warning: message`, like the error lines."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{PROG}: {record.levelname.lower()}: {record.getMessage()}"
+
+
 def _log_handler(verbosity: int) -> logging.Handler:
+    """Warnings always reach stderr (e.g. a store whose permissions were tightened); `-v`
+    adds progress information, `-vv` debugging."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(f"{PROG}: %(levelname)s: %(message)s"))
-    handler.setLevel(logging.DEBUG if verbosity > 1 else logging.INFO)
+    handler.setFormatter(_LineFormatter())
+    levels = [logging.WARNING, logging.INFO]
+    handler.setLevel(levels[verbosity] if verbosity < len(levels) else logging.DEBUG)
     return handler
 
 
@@ -129,18 +139,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             args = parser.parse_args(argv)
         except SystemExit as e:  # --help, --version, usage errors: argparse already printed
             return e.code if isinstance(e.code, int) else EXIT_USAGE
-        verbosity = args.verbose
         package_log = logging.getLogger("obuilder_core")
-        handler = _log_handler(verbosity) if verbosity else None
-        if handler is not None:
-            package_log.addHandler(handler)
-            package_log.setLevel(handler.level)
+        handler = _log_handler(args.verbose)
+        package_log.addHandler(handler)
+        package_log.setLevel(handler.level)
         try:
             return _run(args)
         finally:
-            if handler is not None:
-                package_log.removeHandler(handler)
-                package_log.setLevel(logging.NOTSET)
+            package_log.removeHandler(handler)
+            package_log.setLevel(logging.NOTSET)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except BrokenPipeError:

@@ -32,6 +32,7 @@ DISORDERFS_ARGS = (
     "allow_other,use_ino,readdir_ino,suid,dev",
 )
 
+
 def disorderfs_missing() -> str | None:
     """Why the `fileorder` variation cannot run here (None if it can)."""
     for tool in ("disorderfs", "fusermount"):

@@ -178,8 +178,11 @@ class _Parser:
     def from_image(self, form: SList) -> str:
         args = form.items[1:]
         if len(args) != 1 or not isinstance(args[0], Atom):
-            _fail(form, f"expected (from IMAGE) naming one image, found {show(form)}",
-                  "e.g. (from busybox) or (from \"debian:12\")")
+            _fail(
+                form,
+                f"expected (from IMAGE) naming one image, found {show(form)}",
+                'e.g. (from busybox) or (from "debian:12")',
+            )
         return args[0].value
 
     def before_from(self, form: Sexp, has_from: bool) -> NoReturn:
@@ -198,22 +201,38 @@ class _Parser:
     def op(self, form: Sexp, scope: tuple[str, ...]) -> Op:
         if isinstance(form, Atom):
             if form.value in OPS:
-                _fail(form, f"operation {form.value} must be in parentheses",
-                      f"write ({form.value} ...)")
+                _fail(
+                    form,
+                    f"operation {form.value} must be in parentheses",
+                    f"write ({form.value} ...)",
+                )
             _fail(form, f"expected an operation (NAME ...), found the atom {show(form)}")
         name = head(form)
         if name is None:
-            _fail(form, f"expected an operation (NAME ...), found {show(form)}",
-                  f"operations are {quoted_list(OPS)}")
+            _fail(
+                form,
+                f"expected an operation (NAME ...), found {show(form)}",
+                f"operations are {quoted_list(OPS)}",
+            )
         if name == "build":
-            _fail(form, f"{show(form)} comes after (from IMAGE)",
-                  "(build ...) stages go before the spec's (from IMAGE)")
+            _fail(
+                form,
+                f"{show(form)} comes after (from IMAGE)",
+                "(build ...) stages go before the spec's (from IMAGE)",
+            )
         if name == "from":
-            _fail(form, f"second (from ...) in one spec: {show(form)}",
-                  "a spec has one (from IMAGE); put other stages in (build NAME SPEC) before it")
+            _fail(
+                form,
+                f"second (from ...) in one spec: {show(form)}",
+                "a spec has one (from IMAGE); put other stages in (build NAME SPEC) before it",
+            )
         handlers: dict[str, Callable[[SList], Op]] = {
-            "comment": self.comment, "workdir": self.workdir, "shell": self.shell,
-            "run": self.run, "user": self.user, "env": self.env,
+            "comment": self.comment,
+            "workdir": self.workdir,
+            "shell": self.shell,
+            "run": self.run,
+            "user": self.user,
+            "env": self.env,
         }
         assert isinstance(form, SList)
         if name == "copy":
@@ -243,8 +262,11 @@ class _Parser:
         values = []
         for arg in form.items[1:]:
             if not isinstance(arg, Atom):
-                _fail(arg, f"expected an atom in {show(form)}, found {show(arg)}",
-                      "quote values that contain spaces or parentheses")
+                _fail(
+                    arg,
+                    f"expected an atom in {show(form)}, found {show(arg)}",
+                    "quote values that contain spaces or parentheses",
+                )
             values.append(arg.value)
         return tuple(values)
 
@@ -282,17 +304,29 @@ class _Parser:
         for item in items:
             name = head(item)
             if name is None or not isinstance(item, SList):
-                self.errors.append(SpecError(
-                    f"expected a field of {label}, found {show(item)}", item.pos,
-                    f"its fields are {shapes}"))
+                self.errors.append(
+                    SpecError(
+                        f"expected a field of {label}, found {show(item)}",
+                        item.pos,
+                        f"its fields are {shapes}",
+                    )
+                )
             elif name not in allowed:
-                self.errors.append(SpecError(
-                    f"unknown field {format_atom(name)} in {label}", item.pos,
-                    did_you_mean(name, allowed) or f"its fields are {shapes}"))
+                self.errors.append(
+                    SpecError(
+                        f"unknown field {format_atom(name)} in {label}",
+                        item.pos,
+                        did_you_mean(name, allowed) or f"its fields are {shapes}",
+                    )
+                )
             elif name in seen:
-                self.errors.append(SpecError(
-                    f"duplicate field ({format_atom(name)} ...) in {label}", item.pos,
-                    f"it is already given at {_where(seen[name].pos)}"))
+                self.errors.append(
+                    SpecError(
+                        f"duplicate field ({format_atom(name)} ...) in {label}",
+                        item.pos,
+                        f"it is already given at {_where(seen[name].pos)}",
+                    )
+                )
             else:
                 seen[name] = item
         return seen
@@ -305,20 +339,34 @@ class _Parser:
         secrets = self.attempt(self.mounts, fields.get("secrets"), "secret", Secret)
         uncached = "uncached" in fields
         if uncached and len(fields["uncached"].items) > 1:
-            self.errors.append(SpecError(
-                f"{show(fields['uncached'])}: (uncached) takes no arguments",
-                fields["uncached"].pos, "write just (uncached)"))
+            self.errors.append(
+                SpecError(
+                    f"{show(fields['uncached'])}: (uncached) takes no arguments",
+                    fields["uncached"].pos,
+                    "write just (uncached)",
+                )
+            )
         shell = None
         if "shell" in fields:
             shell = self.attempt(self.command, fields["shell"])
         else:
-            self.errors.append(SpecError(
-                f"{show(form)} is missing its (shell COMMAND) field", form.pos,
-                'e.g. (run (shell "make install"))'))
+            self.errors.append(
+                SpecError(
+                    f"{show(form)} is missing its (shell COMMAND) field",
+                    form.pos,
+                    'e.g. (run (shell "make install"))',
+                )
+            )
         if len(self.errors) > before or shell is None:
             raise _Recorded
-        return Run(shell, tuple(cache or ()), tuple(network or ()), tuple(secrets or ()),
-                   uncached, pos=form.pos)
+        return Run(
+            shell,
+            tuple(cache or ()),
+            tuple(network or ()),
+            tuple(secrets or ()),
+            uncached,
+            pos=form.pos,
+        )
 
     def command(self, form: SList) -> str:
         return self.one_atom(form, "command string", '(shell "make install")')
@@ -333,11 +381,17 @@ class _Parser:
 
     def mount(self, form: Sexp, kind: str, cls: type[Cache] | type[Secret]) -> Cache | Secret:
         if isinstance(form, Atom):
-            _fail(form, f"expected a {kind} mount (ID (target PATH)), found the atom {show(form)}",
-                  f"write ({format_atom(form.value)} (target /path))")
+            _fail(
+                form,
+                f"expected a {kind} mount (ID (target PATH)), found the atom {show(form)}",
+                f"write ({format_atom(form.value)} (target /path))",
+            )
         if not form.items or not isinstance(form.items[0], Atom):
-            _fail(form, f"a {kind} mount starts with its ID, found {show(form)}",
-                  "e.g. (my-id (target /path))")
+            _fail(
+                form,
+                f"a {kind} mount starts with its ID, found {show(form)}",
+                "e.g. (my-id (target /path))",
+            )
         ident = form.items[0].value
         label = f"{kind} {format_atom(ident)}"
         before = len(self.errors)
@@ -346,9 +400,13 @@ class _Parser:
         if "target" in fields:
             target = self.attempt(self.one_atom, fields["target"], "PATH", "(target /path)")
         else:
-            self.errors.append(SpecError(
-                f"{label} is missing its (target PATH) field", form.pos,
-                f"e.g. ({format_atom(ident)} (target /path))"))
+            self.errors.append(
+                SpecError(
+                    f"{label} is missing its (target PATH) field",
+                    form.pos,
+                    f"e.g. ({format_atom(ident)} (target /path))",
+                )
+            )
         options = self.attempt(self.buildkit_options, fields.get("buildkit_options"))
         if len(self.errors) > before or target is None or options is None:
             raise _Recorded
@@ -360,8 +418,11 @@ class _Parser:
         args = form.items[1:]
 
         def is_pair(x: Sexp) -> bool:
-            return isinstance(x, SList) and len(x.items) == 2 and all(
-                isinstance(a, Atom) for a in x.items)
+            return (
+                isinstance(x, SList)
+                and len(x.items) == 2
+                and all(isinstance(a, Atom) for a in x.items)
+            )
 
         if len(args) == 1 and isinstance(args[0], SList) and all(map(is_pair, args[0].items)):
             return tuple(_pair(p) for p in args[0].items)
@@ -381,9 +442,13 @@ class _Parser:
             dst = self.attempt(self.one_atom, fields["dst"], "destination PATH", "(dst /usr/bin/)")
         for name, example in (("src", "(src PATH...)"), ("dst", "(dst PATH)")):
             if name not in fields:
-                self.errors.append(SpecError(
-                    f"{show(form)} is missing its {example} field", form.pos,
-                    "e.g. (copy (src main.c Makefile) (dst /src/))"))
+                self.errors.append(
+                    SpecError(
+                        f"{show(form)} is missing its {example} field",
+                        form.pos,
+                        "e.g. (copy (src main.c Makefile) (dst /src/))",
+                    )
+                )
         exclude = self.attempt(self.atoms, fields["exclude"]) if "exclude" in fields else ()
         if isinstance(source, FromBuild) and source.name not in scope:
             self.errors.append(unknown_build_error(source.name, scope, form, form.pos))
@@ -419,8 +484,11 @@ class _Parser:
         else:
             missing = [f"({f} N)" for f in ("uid", "gid") if f not in fields]
             if missing:
-                _fail(form, f"{show(form)} is missing {' and '.join(missing)}",
-                      "e.g. (user (uid 1000) (gid 1000))")
+                _fail(
+                    form,
+                    f"{show(form)} is missing {' and '.join(missing)}",
+                    "e.g. (user (uid 1000) (gid 1000))",
+                )
             uid = self.attempt(self.number, fields["uid"])
             gid = self.attempt(self.number, fields["gid"])
             if uid is not None and gid is not None:

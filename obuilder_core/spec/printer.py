@@ -30,6 +30,7 @@ from obuilder_core.spec.reader import Atom, Sexp, SList, escape, format_atom, he
 
 MARGIN = 80
 
+
 def _atom_pieces(s: str) -> list[str]:
     """The lines of an atom as `Sexp.pp_hum` prints it: split at inner newlines with `\\`."""
     if not needs_quotes(s) or "\n" not in s[:-1]:

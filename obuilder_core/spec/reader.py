@@ -22,8 +22,16 @@ MAX_DEPTH = 100
 WHITESPACE = " \t\n\r\f"
 _ATOM_END = re.compile(r"[ \t\n\r\f()\";]")
 _STRING_SPECIAL = re.compile(r"[\"\\]")
-_SIMPLE_ESCAPES = {"\\": "\\", "'": "'", '"': '"', "n": "\n", "t": "\t", "b": "\b", "r": "\r",
-                   " ": " "}
+_SIMPLE_ESCAPES = {
+    "\\": "\\",
+    "'": "'",
+    '"': '"',
+    "n": "\n",
+    "t": "\t",
+    "b": "\b",
+    "r": "\r",
+    " ": " ",
+}
 _HEX = "0123456789abcdefABCDEF"
 
 
@@ -175,9 +183,7 @@ class _Reader:
             else:
                 self.emit(frames[-1], self.read_atom())
         if len(frames) > 1:
-            raise self.error(
-                frames[-1].start, "this '(' is never closed", "add the missing ')'"
-            )
+            raise self.error(frames[-1].start, "this '(' is never closed", "add the missing ')'")
         if frames[0].skips:
             raise self.error(frames[0].skips[-1], "'#;' comments out nothing before the end")
         return frames[0].items
@@ -245,7 +251,7 @@ class _Reader:
         while True:
             m = _STRING_SPECIAL.search(text, i)
             if m is None:
-                raise self.error(start, "this string is never closed", 'end it with \'"\'')
+                raise self.error(start, "this string is never closed", "end it with '\"'")
             out += text[i : m.start()].encode("utf-8", "surrogatepass")
             i = m.start()
             if text[i] == '"':
@@ -256,7 +262,8 @@ class _Reader:
             value = out.decode("utf-8")
         except UnicodeDecodeError:
             raise self.error(
-                start, "this string's escapes do not form UTF-8 text",
+                start,
+                "this string's escapes do not form UTF-8 text",
                 "\\ddd and \\xhh escapes must spell UTF-8 bytes",
             ) from None
         return Atom(value, self.pos(start), quoted=True)
@@ -292,7 +299,7 @@ class _Reader:
             out.append(int(hexa, 16))
             return i + 4
         if nxt == "":
-            raise self.error(i, "the file ends inside a string", 'end it with \'"\'')
+            raise self.error(i, "the file ends inside a string", "end it with '\"'")
         # Unknown escapes stay as written, like sexplib.
         out += ("\\" + nxt).encode("utf-8", "surrogatepass")
         return i + 2

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from obuilder_core.process import run_cmd
 from obuilder_core.stores.base import Store, StoreError
-from obuilder_core.stores.common import fs_type, remove_tree, unique_name
+from obuilder_core.stores.common import fs_type, remove_tree, seal_root, unique_name
 
 _KINDS = ("btrfs", "overlayfs", "rsync")
 
@@ -64,7 +64,7 @@ def open(arg: str) -> Store:
     """Open the store at `arg` with its recorded backend, choosing one for a new store."""
     root = Path(arg).absolute()
     try:
-        root.mkdir(parents=True, exist_ok=True)
+        seal_root(root)
         marker = root / "kind"
         kind = marker.read_text().strip() if marker.exists() else None
         if kind is None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from obuilder_core.process import run_cmd
 from obuilder_core.stores.base import StoreError
-from obuilder_core.stores.common import fs_type, remove_tree
+from obuilder_core.stores.common import fs_type, remove_tree, seal_root
 from obuilder_core.stores.dirstore import DirStore
 
 # The root directory of every btrfs subvolume has this inode number.
@@ -89,7 +89,7 @@ def open(arg: str) -> BtrfsStore:
     """Open (creating if needed) the btrfs store at directory `arg`, which must be on btrfs."""
     root = Path(arg).absolute()
     try:
-        root.mkdir(parents=True, exist_ok=True)
+        seal_root(root)
     except OSError as e:
         raise StoreError(f"btrfs:{arg}: cannot create store directory: {e.strerror}") from None
     kind = fs_type(root)

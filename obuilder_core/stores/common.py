@@ -10,6 +10,7 @@ memory, so that several processes can share one store:
 - `TempArea(dir)`: uniquely named temporaries whose owner holds a flock while it is alive;
   `sweep()` removes those whose owner died (kill -9), never a live one.
 - `statvfs_free_pct(path)`, `du_bytes(path)`: free space in percent, apparent size in bytes.
+- `seal_root(root)`: create a store root private to its owner (0700), tightening a wider one.
 - `DirStore`, the skeleton of the rsync and btrfs backends, is in `dirstore.py`.
 """
 
@@ -24,6 +25,7 @@ import os
 import re
 import secrets
 import shutil
+import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -240,6 +242,27 @@ def remove_tree(path: Path) -> None:
         # its entries when we are not root; grant it and retry once.
         run_cmd(["chmod", "-R", "u+rwx", "--", str(path)], check=False)
         shutil.rmtree(path)
+
+
+PRIVATE_MODE = 0o700
+"""The mode of every store root: step results may hold setuid-root programs made by a build,
+logs may hold anything a step printed; no other local user may reach either."""
+
+
+def seal_root(root: Path) -> None:
+    """Create directory `root` (and its parents) with mode 0700, or make an existing one 0700.
+
+    A root that other users could enter (OBuilder's README asks users to `chmod go-rwx` it) is
+    tightened with a warning rather than refused, so upgrading keeps a store usable.
+    Raises OSError if `root` cannot be created or changed.
+    """
+    root.mkdir(mode=PRIVATE_MODE, parents=True, exist_ok=True)
+    mode = stat.S_IMODE(os.stat(root).st_mode)
+    if mode & 0o077:
+        os.chmod(root, PRIVATE_MODE)
+        log.warning(
+            "store %s was mode %04o, open to other users; it is now %04o", root, mode, PRIVATE_MODE
+        )
 
 
 def statvfs_free_pct(path: Path) -> float:

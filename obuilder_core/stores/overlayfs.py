@@ -41,6 +41,7 @@ from obuilder_core.stores.common import (
     file_lock,
     locked_counter,
     remove_tree,
+    seal_root,
     statvfs_free_pct,
 )
 
@@ -132,9 +133,16 @@ class OverlayStore:
         return ":".join(f"{i}/layer" for i in stack)
 
     def _mount(self, stack: list[str], target: Path, upper: Path | None = None) -> None:
+        """Mount `stack` at `target`: writable over `upper` for a build, else a read-only view.
+
+        A view is also `nosuid,nodev`: a setuid program or device node a step made is never
+        usable through it (a build's own mount keeps them, so `sudo` works inside a step).
+        """
         opts = f"lowerdir={self._lowerdir(stack)}"
         if upper is not None:
             opts += f",upperdir={upper}/upper,workdir={upper}/work"
+        else:
+            opts += ",ro,nosuid,nodev"
         run_cmd(
             ["mount", "-t", "overlay", "overlay", "-o", opts, str(target)],
             cwd=str(self.root / "result"),
@@ -366,6 +374,7 @@ def open(arg: str) -> OverlayStore:
     """Open (creating if needed) the overlayfs store at directory `arg`."""
     root = Path(arg).absolute()
     try:
+        seal_root(root)
         store = OverlayStore(root)
     except OSError as e:
         raise StoreError(f"overlayfs:{arg}: cannot create store: {e.strerror or e}") from None

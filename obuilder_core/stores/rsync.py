@@ -10,7 +10,7 @@ from pathlib import Path
 
 from obuilder_core.process import run_cmd
 from obuilder_core.stores.base import StoreError
-from obuilder_core.stores.common import remove_tree, statvfs_free_pct
+from obuilder_core.stores.common import remove_tree, seal_root, statvfs_free_pct
 from obuilder_core.stores.dirstore import DirStore
 
 
@@ -42,6 +42,7 @@ def open(arg: str) -> RsyncStore:
     if not root.is_absolute():
         root = root.absolute()
     try:
+        seal_root(root)
         return RsyncStore(root)
     except OSError as e:
         raise StoreError(f"rsync:{arg}: cannot open store: {e.strerror or e}") from None

@@ -35,6 +35,7 @@ from obuilder_core.stores.common import (
     check_step_id,
     escape_cache_name,
     locked_counter,
+    seal_root,
 )
 
 log = logging.getLogger(__name__)
@@ -383,8 +384,14 @@ def open(arg: str) -> ZfsStore:
     if not mountpoint.startswith("/"):
         raise StoreError(f"zfs:{arg}: dataset {dataset!r} is not mounted (mountpoint={mountpoint})")
     _mount(dataset)
+    try:
+        seal_root(Path(mountpoint))
+    except OSError as e:
+        raise StoreError(f"zfs:{arg}: cannot make {mountpoint} private: {e.strerror}") from None
     for child in ("state", "result", "result-tmp", "cache"):
-        opts: list[str] = []
+        # Committed results are never a container's rootfs: a setuid program or device node a
+        # step made must not work there. Builds (result-tmp) keep them, for `sudo` in a step.
+        opts = ["-o", "setuid=off", "-o", "devices=off"] if child == "result" else []
         name = f"{dataset}/{child}"
         if not _exists(name):
             made = run_cmd(["zfs", "create", *opts, name], check=False)

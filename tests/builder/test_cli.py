@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from obuilder_core.builder import Builder
+from tests.fixtures.root import as_nobody
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -142,3 +144,23 @@ def test_ctrl_c_cancels_the_build_and_kills_its_step(
         ["runc", "--root", str(state), "list", "-q"], capture_output=True, text=True
     )
     assert listed.stdout.strip() == ""
+
+
+def test_a_setuid_program_a_step_made_is_out_of_other_users_reach(
+    store: str, tmp_path: Path
+) -> None:
+    shutil.copy(shutil.which("id") or "/usr/bin/id", tmp_path / "id")
+    spec = tmp_path / "suid.spec"
+    spec.write_text(
+        "((from busybox) (shell /bin/sh -c)\n (copy (src id) (dst /id))\n"
+        ' (run (shell "chmod 4755 /id && ls -l /id")))\n'
+    )
+    built = obuilder("build", "-f", str(spec), "--store", store, str(tmp_path))
+    assert built.returncode == 0, built.stderr
+    assert "-rwsr-xr-x" in built.stdout
+    assert "warning" not in built.stderr
+    step = built.stdout.strip().splitlines()[-1].removeprefix("Got: ").strip('"')
+    program = Path(store.partition(":")[2]) / "result" / step / "rootfs" / "id"
+    assert program.stat().st_mode & 0o4000
+    ran = as_nobody(str(program), "-u")
+    assert ran.stdout == "" and "Permission denied" in ran.stderr, ran

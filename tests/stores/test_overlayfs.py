@@ -170,7 +170,9 @@ def test_close_unmounts_views_no_other_process_uses(overlayfs_dir: Path) -> None
     view = store.build("c", "p", write_step({"b": "B"}))
     other = subprocess.Popen(
         [sys.executable, "-c", HOLD_VIEW, spec, "c"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert other.stdout is not None
