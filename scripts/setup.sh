@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
     python3-venv runc btrfs-progs zfs-fuse docker-registry skopeo umoci busybox-static
-    rsync debootstrap psmisc zstd disorderfs
+    rsync debootstrap psmisc zstd disorderfs gcc libc6-dev
 )
 
 missing=()

@@ -1,9 +1,11 @@
 """The OCI runtime `config.json` for one run: a pure function of the RunConfig and the host.
 
-Follows OBuilder's runc sandbox (reference §4.2) with these differences: a non-root user gets
+Follows OBuilder's runc sandbox (reference §4.2) with these differences: Docker's default
+capability set (OBuilder's twelve plus NET_RAW and NET_BIND_SERVICE), and a non-root user gets
 no effective capabilities (only the bounding set, so setuid programs such as sudo still work),
-like Docker; RLIMIT_NOFILE is capped to the host's hard limit so runc never refuses it; without
-`fast_sync` no seccomp filter is installed at all.
+like Docker; Docker's default seccomp profile (`seccomp.py`) on every run, merged with
+`fast_sync`'s no-op syncs; RLIMIT_NOFILE is capped to the host's hard limit so runc never
+refuses it.
 """
 
 from __future__ import annotations
@@ -14,11 +16,14 @@ from typing import Any
 
 from obuilder_core.sandbox.base import HOST_NETWORK, RunConfig
 from obuilder_core.sandbox.mountpoints import normalise_destination
+from obuilder_core.sandbox.seccomp import default_profile
 
 CAPABILITIES = [
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_SETGID",
-    "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
+    "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
 ]  # fmt: skip
+"""Docker's default capability set (moby `oci/caps/defaults.go`)."""
 
 MASKED_PATHS = [
     "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
@@ -26,13 +31,6 @@ MASKED_PATHS = [
 ]  # fmt: skip
 
 READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
-
-SYNC_SYSCALLS = ["fsync", "fdatasync", "msync", "sync", "syncfs", "sync_file_range"]
-
-SECCOMP_ARCHES = {
-    "x86_64": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
-    "aarch64": ["SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"],
-}
 
 NOFILE_SOFT = 1024
 """Soft RLIMIT_NOFILE inside the sandbox, as OBuilder's (capped to the host's hard limit)."""
@@ -83,19 +81,6 @@ def bind_mounts(
     return mounts
 
 
-def seccomp(fast_sync: bool, machine: str) -> dict[str, Any] | None:
-    """With fast_sync, a filter that makes the sync family succeed without syncing; else None."""
-    if not fast_sync:
-        return None
-    policy: dict[str, Any] = {
-        "defaultAction": "SCMP_ACT_ALLOW",
-        "syscalls": [{"names": SYNC_SYSCALLS, "action": "SCMP_ACT_ERRNO", "errnoRet": 0}],
-    }
-    if machine in SECCOMP_ARCHES:
-        policy["architectures"] = SECCOMP_ARCHES[machine]
-    return policy
-
-
 def make_config(
     config: RunConfig,
     rootfs: Path,
@@ -122,10 +107,8 @@ def make_config(
         "namespaces": namespaces,
         "maskedPaths": MASKED_PATHS,
         "readonlyPaths": READONLY_PATHS,
+        "seccomp": default_profile(CAPABILITIES, machine, fast_sync=fast_sync),
     }
-    policy = seccomp(fast_sync, machine)
-    if policy is not None:
-        linux["seccomp"] = policy
     return {
         "ociVersion": "1.0.1-dev",
         "process": {

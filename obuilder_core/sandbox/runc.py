@@ -79,7 +79,8 @@ class RuncSandbox:
 
     Constructing one removes the containers and bundles left in `state_dir` by processes that
     have died. Instances hold no per-run state and may be used from many threads at once.
-    `fast_sync` installs a seccomp filter that turns fsync and friends into no-ops.
+    Every run is filtered by Docker's default seccomp profile; `fast_sync` also turns fsync and
+    friends into no-ops.
     """
 
     def __init__(self, state_dir: Path, *, fast_sync: bool = False, runc: str = "runc") -> None:

@@ -16,7 +16,8 @@ from obuilder_core.sandbox import (
     StepFailed,
     UnsupportedNetwork,
 )
-from obuilder_core.sandbox.config import CAPABILITIES, SYNC_SYSCALLS, make_config
+from obuilder_core.sandbox.config import CAPABILITIES, make_config
+from obuilder_core.sandbox.seccomp import SYNC_SYSCALLS
 
 
 def config_json(config: RunConfig, *, fast_sync: bool = False, nofile_hard: int = 4096) -> dict:
@@ -39,7 +40,7 @@ def test_reference_example() -> None:
         user=(0, 0),
         network=HOST_NETWORK,
         mounts=(Mount(Path("/cache/c1"), "/home/opam/.opam/download-cache"),),
-        secrets=(SecretMount("/run/secrets/token", b"value"),),
+        secrets=(SecretMount("/run/secrets/token", b"s3cr3t-v4lue"),),
     )
     doc = config_json(config, fast_sync=True)
     process = doc["process"]
@@ -60,18 +61,21 @@ def test_reference_example() -> None:
         ("/home/opam/.opam/download-cache", "/cache/c1", ["bind", "nosuid", "nodev"]),
     ]
     seccomp = doc["linux"]["seccomp"]
-    assert seccomp["syscalls"] == [
-        {"names": SYNC_SYSCALLS, "action": "SCMP_ACT_ERRNO", "errnoRet": 0}
-    ]
+    assert seccomp["syscalls"][-1] == {
+        "names": list(SYNC_SYSCALLS),
+        "action": "SCMP_ACT_ERRNO",
+        "errnoRet": 0,
+    }
+    assert not set(SYNC_SYSCALLS) & set(_allowed(seccomp))  # one rule per syscall
     assert seccomp["architectures"] == ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"]
-    assert b"value" not in repr(doc).encode()
+    assert b"s3cr3t-v4lue" not in repr(doc).encode()
 
 
 def test_isolated_network_non_root_no_fast_sync() -> None:
     doc = config_json(RunConfig(argv=("true",), user=(1000, 100)), nofile_hard=512)
     assert doc["linux"]["namespaces"][0] == {"type": "network"}
     assert "/etc/resolv.conf" not in [m["destination"] for m in doc["mounts"]]
-    assert "seccomp" not in doc["linux"]
+    assert set(SYNC_SYSCALLS) <= set(_allowed(doc["linux"]["seccomp"]))
     caps = doc["process"]["capabilities"]
     assert caps["bounding"] == CAPABILITIES
     assert caps["effective"] == caps["permitted"] == caps["inheritable"] == []
@@ -129,3 +133,43 @@ def test_secret_value_not_in_repr() -> None:
 def test_missing_runc_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(SandboxError, match=r"^no-such-runc: command not found \(install runc\)$"):
         RuncSandbox(tmp_path / "state", runc="no-such-runc")
+
+
+def _allowed(profile: dict) -> list[str]:
+    """The syscalls a profile allows without looking at their arguments."""
+    return [
+        n
+        for rule in profile["syscalls"]
+        if rule["action"] == "SCMP_ACT_ALLOW" and "args" not in rule
+        for n in rule["names"]
+    ]
+
+
+def test_docker_default_capabilities() -> None:
+    docker = """CHOWN DAC_OVERRIDE FSETID FOWNER MKNOD NET_RAW SETGID SETUID SETFCAP SETPCAP
+                NET_BIND_SERVICE SYS_CHROOT KILL AUDIT_WRITE"""
+    assert sorted(CAPABILITIES) == sorted(f"CAP_{c}" for c in docker.split())
+
+
+def test_every_step_gets_dockers_default_seccomp_profile() -> None:
+    profile = config_json(RunConfig(argv=("true",)))["linux"]["seccomp"]
+    assert profile["defaultAction"] == "SCMP_ACT_ERRNO" and profile["defaultErrnoRet"] == 1
+    allowed = set(_allowed(profile))
+    assert {"read", "write", "execve", "fork", "chroot", "ptrace", "arch_prctl"} <= allowed
+    denied = {
+        "unshare", "setns", "mount", "umount2", "fsopen", "keyctl", "add_key", "request_key",
+        "bpf", "perf_event_open", "kexec_load", "kexec_file_load", "open_by_handle_at",
+        "init_module", "finit_module", "delete_module", "reboot", "swapon", "acct",
+        "settimeofday", "clock_settime", "userfaultfd", "io_uring_setup", "syslog",
+    }  # fmt: skip
+    named = {n for rule in profile["syscalls"] for n in rule["names"]}
+    assert not denied & named
+    clone = [r for r in profile["syscalls"] if r["names"] == ["clone"]]
+    assert clone == [
+        {
+            "names": ["clone"],
+            "action": "SCMP_ACT_ALLOW",
+            "args": [{"index": 0, "value": 0x7E020000, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}],
+        }
+    ]
+    assert {"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38} in profile["syscalls"]
