@@ -8,10 +8,11 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from obuilder_core.errors import ObuilderError
+from obuilder_core.sandbox.limits import LimitError, Limits
 from obuilder_core.spec import SpecError, check_spec, parse_spec
 from obuilder_core.spec.model import Spec
-from pytest_obuilder.markers import comment_marks, leading_marks
-from pytest_obuilder.options import Settings
+from pytest_obuilder.markers import SpecMark, comment_marks, leading_marks
+from pytest_obuilder.options import LIMITS_MARK, Settings, limits_from
 from pytest_obuilder.progress import BuildLog, LiveOutput
 from pytest_obuilder.report import STEPS, build_properties, failure_text
 
@@ -42,6 +43,7 @@ class BuilderSession:
                     self.settings.store,
                     fast_sync=self.settings.fast_sync,
                     registry_mirror=self.settings.registry_mirror,
+                    limits=self.settings.limits,
                 )
             except ObuilderError as e:
                 self._error = e
@@ -93,7 +95,11 @@ class SpecFile(pytest.File):
             marks = leading_marks(text, filename) + comment_marks(spec)
         except SpecError as e:
             raise self.CollectError(str(e)) from None
-        item = SpecItem.from_parent(self, name=self.path.stem, spec=spec)
+        limits = self.config.stash[session_key].settings.limits
+        for mark in marks:
+            if mark.name == LIMITS_MARK:
+                limits = _mark_limits(limits, mark)
+        item = SpecItem.from_parent(self, name=self.path.stem, spec=spec, limits=limits)
         for mark in marks:
             item.add_marker(mark.mark())
         return [item]
@@ -107,9 +113,10 @@ class SpecFile(pytest.File):
 class SpecItem(pytest.Item):
     """Building one spec: passes when every step succeeds, fails at the first failing step."""
 
-    def __init__(self, *, spec: Spec, **kwargs: Any) -> None:
+    def __init__(self, *, spec: Spec, limits: Limits, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.spec = spec
+        self.limits = limits
 
     def runtest(self) -> None:
         """Build the spec with the session's builder; record the result; fail if it failed."""
@@ -126,6 +133,7 @@ class SpecItem(pytest.Item):
                     secrets=dict(settings.secrets),
                     log=log,
                     use_cache=settings.use_cache,
+                    limits=self.limits,
                 )
             finally:
                 log.close()
@@ -176,6 +184,19 @@ class SpecItem(pytest.Item):
     def reportinfo(self) -> tuple[os.PathLike[str] | str, int | None, str]:
         """The spec file, its first line (0-based, as pytest counts), and the item's name."""
         return self.path, 0, self.name
+
+
+def _mark_limits(base: Limits, mark: SpecMark) -> Limits:
+    """The limits a spec's `obuilder_limits(...)` mark sets; a collection error if unusable."""
+    where = str(mark.pos)
+    if mark.args:
+        raise SpecFile.CollectError(f"{where}: mark.{LIMITS_MARK} takes keyword arguments only")
+    try:
+        return limits_from(base, **dict(mark.kwargs))
+    except TypeError as e:  # an unknown keyword
+        raise SpecFile.CollectError(f"{where}: mark.{LIMITS_MARK}: {e}") from None
+    except LimitError as e:
+        raise SpecFile.CollectError(f"{where}: mark.{LIMITS_MARK}: {e}") from None
 
 
 def _live_output(item: SpecItem) -> LiveOutput | None:

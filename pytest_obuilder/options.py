@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from obuilder_core.sandbox.limits import (
+    DEFAULT_LIMITS,
+    DEFAULT_PIDS,
+    LimitError,
+    Limits,
+    parse_seconds,
+    parse_size,
+)
 
 DEFAULT_LOG_LINES = 50
 DEFAULT_SPEC_FILES = ["*.spec"]
@@ -65,6 +75,24 @@ def add_options(parser: pytest.Parser) -> None:
         help=f"log lines shown for a failed step (default {DEFAULT_LOG_LINES}). "
         "ini: obuilder_log_lines",
     )
+    group.addoption(
+        "--obuilder-pids-limit",
+        type=int,
+        metavar="N",
+        help=f"processes a step may have at once (default {DEFAULT_PIDS}; -1: unlimited). "
+        "ini: obuilder_pids_limit",
+    )
+    group.addoption(
+        "--obuilder-memory",
+        metavar="SIZE",
+        help="memory a step may use, e.g. 512M (default: unlimited). ini: obuilder_memory",
+    )
+    group.addoption(
+        "--obuilder-step-timeout",
+        metavar="SECONDS",
+        help="kill a step running longer, e.g. 600 or 10m (default: no limit). "
+        "ini: obuilder_step_timeout",
+    )
     parser.addini(
         "obuilder_spec_files",
         "glob patterns of files collected as build specs",
@@ -79,6 +107,9 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("obuilder_no_cache", "run every step again", type="bool")
     parser.addini("obuilder_log_lines", "log lines shown for a failed step")
     parser.addini("obuilder_rebuild", "rebuild each step and compare (determinism)", type="bool")
+    parser.addini("obuilder_pids_limit", "processes a step may have at once (-1: unlimited)")
+    parser.addini("obuilder_memory", "memory a step may use, e.g. 512M")
+    parser.addini("obuilder_step_timeout", "seconds a step may run, e.g. 600 or 10m")
 
 
 @dataclass(frozen=True)
@@ -94,6 +125,7 @@ class Settings:
     log_lines: int
     spec_files: tuple[str, ...]
     rebuild: bool = False
+    limits: Limits = DEFAULT_LIMITS
 
 
 def read_settings(config: pytest.Config) -> Settings:
@@ -121,7 +153,50 @@ def read_settings(config: pytest.Config) -> Settings:
         log_lines=_log_lines(config),
         spec_files=tuple(config.getini("obuilder_spec_files")),
         rebuild=_flag(config, "obuilder_rebuild"),
+        limits=_limits(config),
     )
+
+
+LIMITS_MARK = "obuilder_limits"
+LIMITS_MARK_HELP = (
+    "obuilder_limits(pids_limit=N, memory='SIZE', step_timeout=SECONDS): this spec's step "
+    "limits, replacing --obuilder-pids-limit, --obuilder-memory, --obuilder-step-timeout"
+)
+
+
+def limits_from(
+    base: Limits,
+    pids_limit: int | str | None = None,
+    memory: int | str | None = None,
+    step_timeout: float | str | None = None,
+) -> Limits:
+    """`base` with the limits given (as options, ini values or mark arguments) replaced.
+
+    Raises LimitError for an unusable value. A pids limit of -1 means unlimited.
+    """
+    changes: dict[str, int | float | None] = {}
+    if pids_limit is not None:
+        try:
+            pids = int(str(pids_limit))
+        except ValueError:
+            raise LimitError(f"invalid pids limit {str(pids_limit)[:40]!r}") from None
+        changes["pids"] = None if pids == -1 else pids
+    if memory is not None:
+        changes["memory"] = parse_size(str(memory))
+    if step_timeout is not None:
+        changes["timeout"] = parse_seconds(str(step_timeout))
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+def _limits(config: pytest.Config) -> Limits:
+    values = {}
+    for name in ("pids_limit", "memory", "step_timeout"):
+        value = config.getoption(f"obuilder_{name}")
+        values[name] = value if value is not None else (config.getini(f"obuilder_{name}") or None)
+    try:
+        return limits_from(DEFAULT_LIMITS, **values)
+    except LimitError as e:
+        raise pytest.UsageError(f"obuilder limits: {e}") from None
 
 
 def _path(value: str | None, base: Path) -> Path | None:

@@ -9,7 +9,7 @@ import pytest
 
 from pytest_obuilder import hooks
 from pytest_obuilder.items import BuilderSession, SpecFile, session_key
-from pytest_obuilder.options import add_options, read_settings
+from pytest_obuilder.options import LIMITS_MARK_HELP, add_options, read_settings
 from pytest_obuilder.report import SpecRun, spec_run, step_lines, summary_table
 
 
@@ -25,6 +25,7 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     """Read the options once; set up the session's builder and, where output goes, reporting."""
+    config.addinivalue_line("markers", LIMITS_MARK_HELP)
     config.stash[session_key] = BuilderSession(read_settings(config))
     if not hasattr(config, "workerinput"):  # pytest-xdist workers report to the controller
         config.pluginmanager.register(BuildReporter(config), "obuilder-reporter")

@@ -35,7 +35,7 @@ from obuilder_core.keys import (
 )
 from obuilder_core.log import Emit, replay
 from obuilder_core.manifest import DEFAULT_ALGORITHM, StatCache, generate
-from obuilder_core.sandbox import RunConfig, Sandbox
+from obuilder_core.sandbox import DEFAULT_LIMITS, Limits, RunConfig, Sandbox
 from obuilder_core.spec.model import Copy, FromBuild, NamedUser, Run, Spec
 from obuilder_core.spec.printer import heading as op_heading
 from obuilder_core.spec.reader import format_atom
@@ -89,10 +89,12 @@ class _Client:
         log: Callable[[LogEvent], None] | None,
         cancel: threading.Event,
         on_step: Callable[[Rebuild], None] | None = None,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         self._log = log
         self.cancel = cancel
         self.on_step = on_step
+        self.limits = limits
         self.steps: list[StepRecord] = []
         self.output = bytearray()
         self.heading = ""
@@ -120,10 +122,19 @@ class Builder:
     builds, also with other processes using the same store.
     """
 
-    def __init__(self, store: Store, sandbox: Sandbox, sources: list[ImageSource]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        sandbox: Sandbox,
+        sources: list[ImageSource],
+        *,
+        limits: Limits = DEFAULT_LIMITS,
+    ) -> None:
+        """`limits`: what each run and copy step may use unless a build says otherwise."""
         self.store = store
         self.sandbox = sandbox
         self.sources = sources
+        self.limits = limits
         state = store.state_dir()
         self.index = Index(store)
         self._secret_key = load_or_create_key(state / "secret-key")
@@ -140,6 +151,7 @@ class Builder:
         *,
         fast_sync: bool = False,
         registry_mirror: str | None = None,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> Builder:
         """A builder on store `store` (`KIND:ARG`; None: the default store) with runc."""
         from obuilder_core.sandbox import RuncSandbox
@@ -148,7 +160,8 @@ class Builder:
         opened = open_store(store or default_store_spec())
         state = opened.state_dir()
         sandbox = RuncSandbox(state / "sandbox", fast_sync=fast_sync)
-        return cls(opened, sandbox, default_sources(state / "images", mirror=registry_mirror))
+        sources = default_sources(state / "images", mirror=registry_mirror)
+        return cls(opened, sandbox, sources, limits=limits)
 
     def close(self) -> None:
         """Release the index, the stat cache and what the store holds for result paths."""
@@ -183,13 +196,15 @@ class Builder:
         cancel: threading.Event | None = None,
         use_cache: bool = True,
         on_step: Callable[[Rebuild], None] | None = None,
+        limits: Limits | None = None,
     ) -> BuildResult:
         """Build `spec` with `context` as the source of `(copy ...)`; never raises for a
         failing step (see BuildResult.failure). Raises ObuilderError for a bad context dir.
 
         `cancel`: set it to stop; this call then returns at once with a failure, and each
         step in progress is killed once no other build still wants it. `use_cache=False`
-        re-runs every run and copy step (their results get fresh ids).
+        re-runs every run and copy step (their results get fresh ids). `limits` replaces the
+        builder's limits for this build's steps (they are not part of any step's id).
 
         `on_step` is called after each run and copy step is done (built or cached), with a
         `Rebuild` that can execute the step again; an exception it raises that is not an
@@ -198,7 +213,7 @@ class Builder:
         context = Path(context)
         if not context.is_dir():
             raise ObuilderError(f"build context {context}: not a directory")
-        client = _Client(log, cancel or threading.Event(), on_step)
+        client = _Client(log, cancel or threading.Event(), on_step, limits or self.limits)
         ctx = Context(src_dir=context, secrets=dict(secrets))
         with contextlib.ExitStack() as held:
             try:
@@ -294,6 +309,7 @@ class Builder:
             env=ctx.env,
             user=(ctx.user.uid, ctx.user.gid),
             network=tuple(op.network),
+            limits=client.limits,
         )
         mounted = {s.target: v for s, v in zip(op.secrets, values, strict=True)}
 
@@ -361,6 +377,7 @@ class Builder:
                 sandbox=self.sandbox,
                 write=write,
                 cancel=cancel,
+                limits=client.limits,
             )
 
         self._step(id, parent, fill, client, held, fresh=not use_cache)

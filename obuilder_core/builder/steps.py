@@ -7,6 +7,7 @@ image) and raises on failure; the store commits `tmp` only if it returns.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import threading
@@ -18,7 +19,7 @@ from obuilder_core.images import ImageConfig, ImageSource, fetch_image
 from obuilder_core.keys import CopyShape
 from obuilder_core.log import Emit
 from obuilder_core.manifest import Manifest
-from obuilder_core.sandbox import Mount, RunConfig, Sandbox, SecretMount
+from obuilder_core.sandbox import DEFAULT_LIMITS, Limits, Mount, RunConfig, Sandbox, SecretMount
 from obuilder_core.spec.model import Cache, User
 from obuilder_core.stores import CacheLease, Store
 
@@ -68,16 +69,7 @@ def run_command(
             leases.append(lease)
             mounts.append(Mount(lease.path, c.target))
         secret_mounts = tuple(SecretMount(t, v) for t, v in secrets.items())
-        config = RunConfig(
-            argv=config.argv,
-            cwd=config.cwd,
-            env=config.env,
-            user=config.user,
-            hostname=config.hostname,
-            network=config.network,
-            mounts=tuple(mounts),
-            secrets=secret_mounts,
-        )
+        config = dataclasses.replace(config, mounts=tuple(mounts), secrets=secret_mounts)
         sandbox.run(config, tmp / "rootfs", log=write, cancel=cancel)
     finally:
         for lease in reversed(leases):
@@ -98,6 +90,7 @@ def copy_files(
     sandbox: Sandbox,
     write: Emit,
     cancel: threading.Event,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> None:
     """Stream the copy's tar into `tar -xf -` running as root inside the sandbox on `tmp/rootfs`.
 
@@ -120,7 +113,7 @@ def copy_files(
 
     thread = threading.Thread(target=send, name="copy-tar", daemon=True)
     thread.start()
-    config = RunConfig(argv=("tar", "-xf", "-"), cwd="/", env=COPY_ENV, user=(0, 0))
+    config = RunConfig(argv=("tar", "-xf", "-"), cwd="/", env=COPY_ENV, user=(0, 0), limits=limits)
     try:
         sandbox.run(config, rootfs, log=write, stdin=reader, cancel=cancel)
     except BaseException:

@@ -9,6 +9,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,13 @@ from obuilder_core.cli import (
     read_input_file,
 )
 from obuilder_core.errors import ObuilderError
+from obuilder_core.sandbox.limits import (
+    DEFAULT_PIDS,
+    LimitError,
+    Limits,
+    parse_seconds,
+    parse_size,
+)
 
 HEALTHCHECK_SPEC = '((from busybox) (shell /bin/sh -c) (run (shell "echo healthcheck")))'
 HEALTHCHECK_TIMEOUT = 300.0
@@ -124,6 +132,59 @@ def _builder_options(p: argparse.ArgumentParser) -> None:
         default=None,
         help="pull images from this registry mirror instead of Docker Hub",
     )
+    limits = p.add_argument_group("limits of each step")
+    limits.add_argument(
+        "--pids-limit",
+        metavar="N",
+        type=_pids,
+        default=DEFAULT_PIDS,
+        help=f"processes and threads a step may have at once (default {DEFAULT_PIDS}; "
+        "-1: unlimited)",
+    )
+    limits.add_argument(
+        "--memory",
+        metavar="SIZE",
+        type=_limit(parse_size),
+        default=None,
+        help="memory a step may use, e.g. 512M or 2G (default: unlimited)",
+    )
+    limits.add_argument(
+        "--step-timeout",
+        metavar="SECONDS",
+        type=_limit(parse_seconds),
+        default=None,
+        help="kill a step that runs longer, e.g. 600 or 10m (default: no limit)",
+    )
+
+
+def _limit(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except LimitError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    return convert
+
+
+def _pids(text: str) -> int | None:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid pids limit {text[:40]!r}") from None
+    if value == -1:
+        return None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"pids limit {value}: expected at least 1, or -1")
+    return value
+
+
+def limits_of(args: argparse.Namespace) -> Limits:
+    """The step limits the command line asked for (see `_builder_options`)."""
+    try:
+        return Limits(pids=args.pids_limit, memory=args.memory, timeout=args.step_timeout)
+    except LimitError as e:
+        raise UsageError(str(e)) from None
 
 
 def _duration(text: str) -> float:
@@ -205,7 +266,12 @@ def load_inputs(args: argparse.Namespace) -> tuple[Any, dict[str, bytes]]:
 def _open_builder(args: argparse.Namespace) -> Any:
     from obuilder_core.builder import Builder
 
-    return Builder.open(args.store, fast_sync=args.fast_sync, registry_mirror=args.registry_mirror)
+    return Builder.open(
+        args.store,
+        fast_sync=args.fast_sync,
+        registry_mirror=args.registry_mirror,
+        limits=limits_of(args),
+    )
 
 
 # -- commands -----------------------------------------------------------------------------------

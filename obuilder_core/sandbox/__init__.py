@@ -12,11 +12,16 @@ from obuilder_core.sandbox.base import (
     TimedOut,
     UnsupportedNetwork,
 )
+from obuilder_core.sandbox.limits import DEFAULT_LIMITS, DEFAULT_PIDS, LimitError, Limits
 from obuilder_core.sandbox.runc import RuncSandbox
 
 __all__ = [
+    "DEFAULT_LIMITS",
+    "DEFAULT_PIDS",
     "HOST_NETWORK",
     "Cancelled",
+    "LimitError",
+    "Limits",
     "Mount",
     "RunConfig",
     "RuncSandbox",

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from obuilder_core.errors import ObuilderError
+from obuilder_core.sandbox.limits import DEFAULT_LIMITS, Limits
 
 HOST_NETWORK = ("host",)
 """`RunConfig.network` for a step that shares the host's network (`(network host)`)."""
@@ -32,17 +33,31 @@ class UnsupportedNetwork(SandboxError):
 class StepFailed(SandboxError):
     """The command exited with a non-zero status or was killed by a signal.
 
-    The message matches OBuilder's: `"/bin/sh" "-c" "exit 3" failed with exit status 3`.
+    The message matches OBuilder's: `"/bin/sh" "-c" "exit 3" failed with exit status 3`. When
+    the command hit one of its limits, `reason` says which: `... killed: out of memory (limit
+    256 MiB)`, `... failed with exit status 2: hit its limit of 100 processes`.
     """
 
     def __init__(
-        self, argv: tuple[str, ...], *, status: int | None = None, signum: int | None = None
+        self,
+        argv: tuple[str, ...],
+        *,
+        status: int | None = None,
+        signum: int | None = None,
+        reason: str | None = None,
     ) -> None:
         self.argv = argv
         self.status = status
         self.signum = signum
+        self.reason = reason
         how = f"signal {signal_name(signum)}" if signum is not None else f"exit status {status}"
-        super().__init__(f"{quote_argv(argv)} failed with {how}")
+        if reason is None:
+            text = f"failed with {how}"
+        elif signum == signal.SIGKILL:
+            text = f"killed: {reason}"
+        else:
+            text = f"failed with {how}: {reason}"
+        super().__init__(f"{quote_argv(argv)} {text}")
 
 
 class Cancelled(SandboxError):
@@ -54,12 +69,12 @@ class Cancelled(SandboxError):
 
 
 class TimedOut(SandboxError):
-    """The command ran longer than its timeout; it was killed and its container removed."""
+    """The command ran longer than its time limit; it was killed and its container removed."""
 
     def __init__(self, argv: tuple[str, ...], timeout: float) -> None:
         self.argv = argv
         self.timeout = timeout
-        super().__init__(f"{quote_argv(argv)} timed out after {timeout:g}s")
+        super().__init__(f"{quote_argv(argv)} killed: step timeout {timeout:g}s")
 
 
 @dataclass(frozen=True)
@@ -87,7 +102,8 @@ class RunConfig:
     """Everything about how one command runs, except the rootfs it runs in.
 
     `network` is `()` for an isolated network (loopback only) or `("host",)` for the host's;
-    `user` is `(uid, gid)`; `env` is `((name, value), ...)` in order (duplicates are passed on).
+    `user` is `(uid, gid)`; `env` is `((name, value), ...)` in order (duplicates are passed on);
+    `limits`: processes, memory and time the command may use.
     """
 
     argv: tuple[str, ...]
@@ -98,6 +114,7 @@ class RunConfig:
     network: tuple[str, ...] = ()
     mounts: tuple[Mount, ...] = ()
     secrets: tuple[SecretMount, ...] = ()
+    limits: Limits = DEFAULT_LIMITS
 
     def validate(self) -> None:
         """Raise SandboxError (or UnsupportedNetwork) naming the first invalid field."""
@@ -131,18 +148,19 @@ class Sandbox(Protocol):
         log: Callable[[bytes], None],
         stdin: bytes | BinaryIO | None = None,
         cancel: threading.Event | None = None,
-        timeout: float | None = None,
     ) -> None:
         """Run `config.argv` with `rootfs` (writable) as `/`, returning when it exits with 0.
 
         stdout and stderr, merged, are passed to `log` chunk by chunk as they are produced (on
         the calling thread). `stdin` is the command's input (empty if None). Setting `cancel`
-        or exceeding `timeout` seconds kills the command within about a second.
+        or exceeding `config.limits.timeout` kills the command within about a second; the
+        command never has more than `config.limits.pids` processes or `.memory` bytes.
 
-        Raises StepFailed (non-zero exit or signal), Cancelled, TimedOut, or SandboxError if
-        the command could not be started. However it ends, nothing of the sandbox is left
-        running, and mount points the sandbox had to create in `rootfs` are removed again, so
-        `rootfs` holds only what the command wrote. Secret values never enter `rootfs` or `log`.
+        Raises StepFailed (non-zero exit or signal; with a `reason` if a limit was hit),
+        Cancelled, TimedOut, or SandboxError if the command could not be started. However it
+        ends, nothing of the sandbox is left running, and mount points the sandbox had to
+        create in `rootfs` are removed again, so `rootfs` holds only what the command wrote.
+        Secret values never enter `rootfs` or `log`.
         """
         ...
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from obuilder_core.sandbox.base import HOST_NETWORK, RunConfig
+from obuilder_core.sandbox.limits import Limits
 from obuilder_core.sandbox.mountpoints import normalise_destination
 from obuilder_core.sandbox.seccomp import default_profile
 
@@ -81,6 +82,20 @@ def bind_mounts(
     return mounts
 
 
+def resources(limits: Limits, *, swap_accounting: bool) -> dict[str, Any]:
+    """`linux.resources`: the cgroup limits of the step (pids, memory without extra swap)."""
+    out: dict[str, Any] = {}
+    if limits.pids is not None:
+        out["pids"] = {"limit": limits.pids}
+    if limits.memory is not None:
+        # OCI's `swap` is memory + swap: equal to the limit means no swap on top of it.
+        memory = {"limit": limits.memory}
+        if swap_accounting:
+            memory["swap"] = limits.memory
+        out["memory"] = memory
+    return out
+
+
 def make_config(
     config: RunConfig,
     rootfs: Path,
@@ -90,11 +105,13 @@ def make_config(
     fast_sync: bool,
     nofile_hard: int,
     machine: str,
+    swap_accounting: bool = True,
 ) -> dict[str, Any]:
     """The runc `config.json` document running `config` in `rootfs`.
 
     `hosts_file` and `secret_files` are host paths (in the bundle) bound into the container;
-    `nofile_hard` is the host's hard RLIMIT_NOFILE; `machine` is `uname -m`.
+    `nofile_hard` is the host's hard RLIMIT_NOFILE; `machine` is `uname -m`;
+    `swap_accounting` says whether the host can limit swap (cgroup v2, or v1 with memsw).
     Call `config.validate()` first: an unsupported network is not checked here.
     """
     uid, gid = config.user
@@ -108,6 +125,7 @@ def make_config(
         "maskedPaths": MASKED_PATHS,
         "readonlyPaths": READONLY_PATHS,
         "seccomp": default_profile(CAPABILITIES, machine, fast_sync=fast_sync),
+        "resources": resources(config.limits, swap_accounting=swap_accounting),
     }
     return {
         "ociVersion": "1.0.1-dev",

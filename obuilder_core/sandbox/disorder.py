@@ -91,8 +91,7 @@ class DisorderedSandbox:
         log: Callable[[bytes], None],
         stdin: bytes | BinaryIO | None = None,
         cancel: threading.Event | None = None,
-        timeout: float | None = None,
     ) -> None:
         """`inner.run` on the disorderfs view of `rootfs` (see `Sandbox.run`)."""
         with disordered(rootfs) as view:
-            self.inner.run(config, view, log=log, stdin=stdin, cancel=cancel, timeout=timeout)
+            self.inner.run(config, view, log=log, stdin=stdin, cancel=cancel)

@@ -38,6 +38,7 @@ from obuilder_core.sandbox.base import (
     TimedOut,
 )
 from obuilder_core.sandbox.config import hosts_file_content, make_config
+from obuilder_core.sandbox.limits import format_size
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +97,7 @@ class RuncSandbox:
         self._machine = platform.machine()
         hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
         self._nofile_hard = NOFILE_CAP if hard == resource.RLIM_INFINITY else hard
+        self._swap_accounting = swap_accounting()
         self.remove_leftovers()
 
     def _runc(self, *args: str) -> list[str]:
@@ -127,7 +129,6 @@ class RuncSandbox:
         log: Callable[[bytes], None],
         stdin: bytes | BinaryIO | None = None,
         cancel: threading.Event | None = None,
-        timeout: float | None = None,
     ) -> None:
         """Run `config` in `rootfs`; see `Sandbox.run` for the contract."""
         config.validate()
@@ -155,11 +156,12 @@ class RuncSandbox:
                 fast_sync=self.fast_sync,
                 nofile_hard=self._nofile_hard,
                 machine=self._machine,
+                swap_accounting=self._swap_accounting,
             )
             (bundle / "config.json").write_text(json.dumps(doc, indent=2) + "\n")
             plan = mountpoints.plan(rootfs, doc["mounts"])
             try:
-                self._execute(cid, bundle, config.argv, log, stdin, cancel, timeout)
+                self._execute(cid, bundle, config, log, stdin, cancel)
             finally:
                 self._delete(cid)
                 mountpoints.remove(rootfs, plan)
@@ -170,12 +172,12 @@ class RuncSandbox:
         self,
         cid: str,
         bundle: Path,
-        argv: tuple[str, ...],
+        config: RunConfig,
         log: Callable[[bytes], None],
         stdin: bytes | BinaryIO | None,
         cancel: threading.Event | None,
-        timeout: float | None,
     ) -> None:
+        argv, timeout = config.argv, config.limits.timeout
         status_file = bundle / "status"
         cmd = [sys.executable or "python3", "-I", "-S", str(SHIM), self.runc, str(self.runc_root),
                str(bundle), cid, str(status_file)]  # fmt: skip
@@ -213,7 +215,17 @@ class RuncSandbox:
         if stopped is TimedOut:
             assert timeout is not None
             raise TimedOut(argv, timeout)
-        _raise_for_status(argv, status_file, proc.returncode)
+        _raise_for_status(argv, status_file, proc.returncode, lambda: self._limit_hit(cid, config))
+
+    def _limit_hit(self, cid: str, config: RunConfig) -> str | None:
+        """Why the stopped container `cid` failed, if it was one of its cgroup limits."""
+        paths = cgroup_paths(self.runc_root / cid / "state.json")
+        limits = config.limits
+        if limits.memory is not None and cgroup_event(paths, "memory", "oom_kill"):
+            return f"out of memory (limit {format_size(limits.memory)})"
+        if limits.pids is not None and cgroup_event(paths, "pids", "max"):
+            return f"hit its limit of {limits.pids} processes"
+        return None
 
     def _kill(self, cid: str, proc: subprocess.Popen[bytes]) -> None:
         """SIGKILL the container (retrying while runc is still creating it), then reap the shim."""
@@ -236,8 +248,14 @@ class RuncSandbox:
             logger.warning("runc delete %s failed: %s", cid, proc.stderr.decode().strip())
 
 
-def _raise_for_status(argv: tuple[str, ...], status_file: Path, shim_status: int) -> None:
-    """Raise StepFailed unless the container's process exited with 0.
+def _raise_for_status(
+    argv: tuple[str, ...],
+    status_file: Path,
+    shim_status: int,
+    limit_hit: Callable[[], str | None],
+) -> None:
+    """Raise StepFailed unless the container's process exited with 0, naming the limit it
+    hit if `limit_hit()` finds one.
 
     Without a status file runc could not start the container (it wrote why into the
     log); its exit status is then reported, as `runc run` would have.
@@ -247,9 +265,48 @@ def _raise_for_status(argv: tuple[str, ...], status_file: Path, shim_status: int
     except FileNotFoundError:
         raise StepFailed(argv, status=shim_status) from None
     if kind == "signal":
-        raise StepFailed(argv, signum=int(number))
+        raise StepFailed(argv, signum=int(number), reason=limit_hit())
     if int(number) != 0:
-        raise StepFailed(argv, status=int(number))
+        raise StepFailed(argv, status=int(number), reason=limit_hit())
+
+
+def cgroup_paths(state_file: Path) -> dict[str, str]:
+    """The cgroup directories of a container, from runc's `state.json` (subsystem -> path;
+    the key is "" on cgroup v2). Empty if runc did not record them."""
+    try:
+        paths = json.loads(state_file.read_text()).get("cgroup_paths") or {}
+    except (OSError, ValueError):
+        return {}
+    return {str(k): str(v) for k, v in paths.items()}
+
+
+def cgroup_event(paths: dict[str, str], controller: str, event: str) -> bool:
+    """Whether the cgroup's `controller` counted `event` (e.g. memory "oom_kill", pids "max").
+
+    cgroup v2 keeps them in `memory.events` / `pids.events` of the one unified directory;
+    v1 in the controller's own hierarchy (`memory.oom_control`, `pids.events`).
+    """
+    if controller in paths:  # v1
+        name = "memory.oom_control" if controller == "memory" else f"{controller}.events"
+        file = Path(paths[controller]) / name
+    elif "" in paths:  # v2
+        file = Path(paths[""]) / f"{controller}.events"
+    else:
+        return False
+    try:
+        lines = file.read_text().splitlines()
+    except OSError:
+        return False
+    counts = dict(line.split(maxsplit=1) for line in lines if " " in line)
+    return counts.get(event, "0").strip() not in ("", "0")
+
+
+def swap_accounting() -> bool:
+    """Whether memory limits can also forbid swap here: cgroup v2, or v1 with memsw files."""
+    root = Path("/sys/fs/cgroup")
+    return (root / "cgroup.controllers").exists() or (
+        root / "memory" / "memory.memsw.limit_in_bytes"
+    ).exists()
 
 
 def _write_secret(path: Path, secret: SecretMount, user: tuple[int, int]) -> Path:

@@ -164,3 +164,32 @@ def test_a_setuid_program_a_step_made_is_out_of_other_users_reach(
     assert program.stat().st_mode & 0o4000
     ran = as_nobody(str(program), "-u")
     assert ran.stdout == "" and "Permission denied" in ran.stderr, ran
+
+
+def test_a_step_over_its_time_limit_fails_and_is_not_cached(store: str, tmp_path: Path) -> None:
+    spec = tmp_path / "slow.spec"
+    spec.write_text('((from busybox) (shell /bin/sh -c) (run (shell "echo start; sleep 100000")))')
+    for _ in range(2):
+        r = obuilder(
+            "build", "-f", str(spec), "--store", store, "--step-timeout", "2", str(tmp_path)
+        )
+        assert r.returncode == 1
+        assert r.stderr == (
+            'Build step failed: "/bin/sh" "-c" "echo start; sleep 100000" killed: step timeout 2s\n'
+        )
+        assert r.stdout.endswith("start\n")  # ran again the second time: nothing was cached
+    state = Path(store.partition(":")[2]) / "state" / "sandbox" / "runc"
+    assert list(state.iterdir()) == []  # no container left behind
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--memory", "lots"], "argument --memory: invalid size 'lots'"),
+        (["--pids-limit", "0"], "argument --pids-limit: pids limit 0: expected at least 1, or -1"),
+        (["--step-timeout", "soon"], "argument --step-timeout: invalid duration 'soon'"),
+    ],
+)
+def test_bad_limits_are_usage_errors(tmp_path: Path, option: list[str], message: str) -> None:
+    r = obuilder("build", "-f", "x.spec", str(tmp_path), *option)
+    assert r.returncode == 2 and message in r.stderr

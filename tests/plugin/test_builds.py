@@ -185,3 +185,46 @@ def test_progress_lines_and_live_output(pytester: pytest.Pytester, busybox_store
     result.stdout.no_fnmatch_line("woke up")  # without -s, output is not streamed
     live = _run(pytester, busybox_store, "-s")  # cached now: the log is replayed, live
     live.stdout.fnmatch_lines(["slow.spec ", "(from busybox)", "*", "woke up", "*", "."])
+
+
+BIG_DD = '(run (shell "echo {name}; dd if=/dev/zero of=/dev/null bs=200M count=1"))'
+"""Needs 200 MiB. Each spec's step has its own id: limits are not part of a step's key."""
+
+
+def test_step_limits_from_options_ini_and_the_spec(
+    pytester: pytest.Pytester, busybox_store: str
+) -> None:
+    sh = "(from busybox)\n (shell /bin/sh -c)"
+    pytester.makefile(
+        ".spec",
+        small=f'; pytest: mark.obuilder_limits(memory="64M")\n({sh}\n {BIG_DD.format(name=1)})\n',
+        roomy=f"({sh}\n {BIG_DD.format(name=2)})\n",
+        slow=f'({sh}\n (run (shell "sleep 100000")))\n',
+        forks=f'({sh}\n (run (shell "for i in $(seq 50); do sleep 100 & done; wait")))\n',
+    )
+    pytester.makeini("[pytest]\nobuilder_pids_limit = 20\n")
+    result = _run(pytester, busybox_store, "--obuilder-step-timeout=2")
+    result.assert_outcomes(passed=1, failed=3)
+    result.stdout.fnmatch_lines_random(
+        [
+            "small.spec  failed *",
+            '*"echo 1; dd * killed: out of memory (limit 64 MiB)',
+            "roomy.spec  passed *",
+            "slow.spec   failed *",
+            '*"sleep 100000" killed: step timeout 2s',
+            "forks.spec  failed *",
+            "*hit its limit of 20 processes",
+        ]
+    )
+
+
+def test_a_bad_limits_mark_is_a_collection_error(
+    pytester: pytest.Pytester, busybox_store: str
+) -> None:
+    pytester.makefile(
+        ".spec",
+        bad="((from busybox)\n (comment \"pytest: mark.obuilder_limits(memory='lots')\"))\n",
+    )
+    result = _run(pytester, busybox_store)
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(["bad.spec:2:2: mark.obuilder_limits: invalid size 'lots'*"])

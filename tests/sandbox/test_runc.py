@@ -18,6 +18,7 @@ import pytest
 from obuilder_core.sandbox import (
     HOST_NETWORK,
     Cancelled,
+    Limits,
     Mount,
     RunConfig,
     RuncSandbox,
@@ -26,6 +27,7 @@ from obuilder_core.sandbox import (
     TimedOut,
     UnsupportedNetwork,
 )
+from obuilder_core.sandbox.limits import DEFAULT_LIMITS
 from tests.sandbox.conftest import PATH_ENV, runc_containers, runc_states, sh
 
 
@@ -204,6 +206,7 @@ def _wait_cancelled(
     rootfs: Path,
     expected: type[Exception],
     started: threading.Event | None = None,
+    limits: Limits = DEFAULT_LIMITS,
     **kwargs: Any,
 ) -> tuple[float, str]:
     log = bytearray()
@@ -215,7 +218,7 @@ def _wait_cancelled(
 
     start = time.monotonic()
     with pytest.raises(expected):
-        sandbox.run(sh("echo started; sleep 1000"), rootfs, log=collect, **kwargs)
+        sandbox.run(sh("echo started; sleep 1000", limits=limits), rootfs, log=collect, **kwargs)
     return time.monotonic() - start, log.decode()
 
 
@@ -232,7 +235,7 @@ def test_cancel_kills_the_container(sandbox: RuncSandbox, busybox_rootfs: Path) 
 
 
 def test_timeout_kills_the_container(sandbox: RuncSandbox, busybox_rootfs: Path) -> None:
-    elapsed, _ = _wait_cancelled(sandbox, busybox_rootfs, TimedOut, timeout=1.0)
+    elapsed, _ = _wait_cancelled(sandbox, busybox_rootfs, TimedOut, limits=Limits(timeout=1.0))
     assert elapsed < 100
     assert_no_leftovers(sandbox)
 
