@@ -20,8 +20,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from obuilder_core.locks import file_lock
 from obuilder_core.stores.base import Store, StoreError
-from obuilder_core.stores.common import TempArea, du_bytes, file_lock
+from obuilder_core.stores.common import TempArea, du_bytes
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS steps (

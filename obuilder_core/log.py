@@ -1,163 +1,141 @@
-"""Step logs: the raw output of one step, written once, followed live, replayed from the store.
+"""Step logs: written once, followed live by any number of clients, replayed from the store.
 
-Three pieces, one per audience:
+A step's output can be hundreds of megabytes, so it is never held in memory: it lives in files
+and is read back in chunks.
 
-- `LogBuffer`: the in-process fan-out. The thread running a step appends chunks; any number of
-  client threads `follow` it from the first byte, then live, until it is finished.
-- `LogFile`: the on-disk log of a step in progress, so that *other processes* can follow it.
-  Every run creates a fresh file (a new inode, renamed into place), and finishing it marks that
-  inode read-only (mode 0444): a follower holding the file open can tell "finished" from "still
-  being written" without any race against a newer run of the same step.
-- `tail_file` follows such a file from another process; `replay` sends a saved log.
+- `SharedLog`: what the clients of one step in this process follow. It is a list of segments,
+  each a byte range of an open file: the step's in-progress log when this process runs the
+  step, or another process's in-progress log when it follows that run. A client sends every
+  segment from its first byte, then waits for more until the log is finished.
+- `Tail`: the last bytes of a step's output, kept for the failure report.
+- `replay` sends a saved log (a committed step's `log`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import stat
 import threading
-import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 Emit = Callable[[bytes], None]
 
 CHUNK = 65536
-POLL = 0.05  # seconds between looks at a file another process writes
-_OPEN_MODE = 0o644
-_FINISHED_MODE = 0o444
+TAIL_BYTES = 256 * 1024
+"""Output kept in memory for a failed step's report; the whole log stays on disk."""
+_CANCEL_CHECK = 0.1  # seconds between looks at a follower's cancel event
 
 
 class LogCancelled(Exception):
     """Following a log stopped because the follower's cancel event was set."""
 
 
-class LogBuffer:
-    """An in-memory, append-only log shared by the threads of one process.
+@dataclass
+class _Segment:
+    fd: int  # owned by the SharedLog: closed when it is closed
+    start: int
+    end: int  # bytes known to be there (absolute offset in the file)
 
-    Chunks are kept until the buffer is dropped, so a client attaching late still sees
-    everything from the first byte.
-    """
+
+class SharedLog:
+    """The output of one step as seen by this process: followed from the first byte by any
+    number of threads, while one thread (the step's) adds to it. Thread-safe."""
 
     def __init__(self) -> None:
-        self._chunks: list[bytes] = []
+        self._segments: list[_Segment] = []
         self._finished = False
         self._cond = threading.Condition()
 
-    def write(self, data: bytes) -> None:
-        """Append `data` and wake the followers."""
-        if not data:
-            return
+    def add_segment(self, fd: int, start: int = 0) -> None:
+        """Go on with the file open as `fd` (owned from now on), from byte `start`: the
+        previous segment ends where it was last known to end."""
         with self._cond:
-            self._chunks.append(bytes(data))
+            self._segments.append(_Segment(fd, start, start))
             self._cond.notify_all()
 
+    def grew(self, end: int) -> None:
+        """The current segment's file now holds (at least) `end` bytes: wake the followers."""
+        with self._cond:
+            if self._segments and end > self._segments[-1].end:
+                self._segments[-1].end = end
+                self._cond.notify_all()
+
     def finish(self) -> None:
-        """Mark the log complete: followers return once they have sent everything."""
+        """Nothing more will be added: followers return once they have sent everything."""
         with self._cond:
             self._finished = True
             self._cond.notify_all()
 
-    def wake(self) -> None:
-        """Wake followers so they re-check their cancel event."""
-        with self._cond:
-            self._cond.notify_all()
-
-    def contents(self) -> bytes:
-        """Everything written so far."""
-        with self._cond:
-            return b"".join(self._chunks)
-
     def follow(self, emit: Emit, cancel: threading.Event | None = None) -> None:
-        """Send every chunk to `emit` (from the first), then live ones, until finished.
+        """Send every byte to `emit` (from the first), then new ones, until finished.
 
-        Raises LogCancelled as soon as `cancel` is set (checked at least every 0.1 s).
-        `emit` runs without the buffer's lock held, so a slow client delays only itself.
+        Raises LogCancelled as soon as `cancel` is set. `emit` runs without the lock held, so
+        a slow client delays only itself; it gets chunks of at most CHUNK bytes.
         """
-        sent = 0
+        index, offset = 0, None
         while True:
             with self._cond:
-                while sent == len(self._chunks) and not self._finished:
+                while True:
                     if cancel is not None and cancel.is_set():
                         raise LogCancelled
-                    self._cond.wait(0.1)
-                new = self._chunks[sent:]
-                done = self._finished
-            for chunk in new:
-                if cancel is not None and cancel.is_set():
-                    raise LogCancelled
-                emit(chunk)
-            sent += len(new)
-            if done and sent == len(self._chunks):
-                return
-
-
-class LogFile:
-    """The on-disk log of a step being built, readable by other processes while it grows."""
-
-    def __init__(self, path: Path) -> None:
-        """Create a fresh, empty log at `path` (replacing any older one by rename)."""
-        self.path = Path(path)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{threading.get_ident()}")
-        self._fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, _OPEN_MODE)
-        os.fchmod(self._fd, _OPEN_MODE)  # umask must not make it look finished
-        os.rename(tmp, self.path)
-        self.inode = os.fstat(self._fd).st_ino
-
-    def write(self, data: bytes) -> None:
-        """Append `data` (all of it)."""
-        view = memoryview(data)
-        while view:
-            n = os.write(self._fd, view)
-            view = view[n:]
-
-    def finish(self) -> None:
-        """Mark this inode finished (followers stop once they have read it all) and close it."""
-        if self._fd < 0:
-            return
-        with contextlib.suppress(OSError):
-            os.fchmod(self._fd, _FINISHED_MODE)
-        os.close(self._fd)
-        self._fd = -1
-
-
-def is_finished(fd: int) -> bool:
-    """Whether the log open as `fd` was finished by its writer."""
-    return stat.S_IMODE(os.fstat(fd).st_mode) == _FINISHED_MODE
-
-
-def tail_file(
-    fd: int,
-    emit: Emit,
-    *,
-    stop: Callable[[], bool],
-    cancel: threading.Event | None = None,
-) -> bool:
-    """Send the log open as `fd` from its first byte, then what its writer adds.
-
-    Returns True when the writer finished the log and everything was sent, False when `stop()`
-    (e.g. "the writer's lock is free: it died") says to give up first; whatever was written
-    before is sent in both cases. Raises LogCancelled when `cancel` is set.
-    """
-    offset = 0
-    while True:
-        finished = is_finished(fd)  # look first: data written before finishing is read below
-        data = os.pread(fd, CHUNK, offset)
-        if data:
-            offset += len(data)
-            emit(data)
-            continue
-        if finished:
-            return True
-        if cancel is not None and cancel.is_set():
-            raise LogCancelled
-        if stop():
-            while data := os.pread(fd, CHUNK, offset):
+                    if index < len(self._segments):
+                        segment = self._segments[index]
+                        offset = segment.start if offset is None else offset
+                        last = index == len(self._segments) - 1
+                        if offset < segment.end or not last or self._finished:
+                            break
+                    elif self._finished:
+                        return
+                    self._cond.wait(_CANCEL_CHECK)
+                fd, end, finished = segment.fd, segment.end, self._finished
+            data = os.pread(fd, min(CHUNK, end - offset), offset) if offset < end else b""
+            if data:
                 offset += len(data)
                 emit(data)
-            return is_finished(fd)
-        time.sleep(POLL)
+            elif not last:  # this segment is done: on to the next one
+                index, offset = index + 1, None
+            elif finished:
+                return
+            else:  # a writer that announced more than the file holds yet: look again soon
+                with self._cond:
+                    self._cond.wait(_CANCEL_CHECK)
+
+    def close(self) -> None:
+        """Close the segments' files (call once no thread follows any more)."""
+        with self._cond:
+            for segment in self._segments:
+                with contextlib.suppress(OSError):
+                    os.close(segment.fd)
+            self._segments.clear()
+            self._finished = True
+            self._cond.notify_all()
+
+
+class Tail:
+    """The last `limit` bytes written to it: a failed step's output, for its report."""
+
+    def __init__(self, limit: int = TAIL_BYTES) -> None:
+        self.limit = limit
+        self._buf = bytearray()
+        self.total = 0
+
+    def write(self, data: bytes) -> None:
+        """Keep `data`, dropping the oldest bytes beyond the limit."""
+        self.total += len(data)
+        self._buf += data[-self.limit :]
+        if len(self._buf) > self.limit:
+            del self._buf[: len(self._buf) - self.limit]
+
+    def clear(self) -> None:
+        """Forget everything (a new step starts)."""
+        self._buf.clear()
+        self.total = 0
+
+    def bytes(self) -> bytes:
+        """The kept bytes; `total > len(...)` means the beginning was dropped."""
+        return bytes(self._buf)
 
 
 def replay(path: Path, emit: Emit) -> None:

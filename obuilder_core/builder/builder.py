@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import secrets as random
 import threading
 import time
@@ -18,8 +19,9 @@ from pathlib import Path
 from typing import Protocol
 
 from obuilder_core.builder.context import Context
-from obuilder_core.builder.flight import Outcome, SingleFlight
+from obuilder_core.builder.flights import FlightCancelled, Flights
 from obuilder_core.builder.result import BuildFailure, BuildResult, LogEvent, StepRecord
+from obuilder_core.builder.step_lock import CANCELLED, Execute, Outcome, StepLocks
 from obuilder_core.builder.steps import copy_files, fetch_base, read_image_config, run_command
 from obuilder_core.errors import ObuilderError
 from obuilder_core.images import ImageSource, default_sources
@@ -33,7 +35,7 @@ from obuilder_core.keys import (
     secret_digest,
     step_id,
 )
-from obuilder_core.log import Emit, replay
+from obuilder_core.log import Emit, LogCancelled, SharedLog, Tail, replay
 from obuilder_core.manifest import DEFAULT_ALGORITHM, StatCache, generate
 from obuilder_core.sandbox import DEFAULT_LIMITS, Limits, RunConfig, Sandbox
 from obuilder_core.spec.model import Copy, FromBuild, NamedUser, Run, Spec
@@ -41,7 +43,11 @@ from obuilder_core.spec.printer import heading as op_heading
 from obuilder_core.spec.reader import format_atom
 from obuilder_core.stores import Store, open_store
 
+logger = logging.getLogger(__name__)
+
 Fill = Callable[[Path, Emit, threading.Event], None]
+CLOSE_GRACE = 30.0
+"""Seconds `Builder.close` waits for cancelled steps to stop (their containers to go)."""
 
 
 class Rerun(Protocol):
@@ -76,9 +82,11 @@ class Rebuild:
 class StepError(ObuilderError):
     """A step failed; carries what the client needs to report it."""
 
-    def __init__(self, heading: str, message: str, log: bytes) -> None:
+    def __init__(
+        self, heading: str, message: str, log: bytes, log_path: Path | None = None
+    ) -> None:
         super().__init__(message)
-        self.failure = BuildFailure(heading, message, log)
+        self.failure = BuildFailure(heading, message, log, log_path)
 
 
 class _Client:
@@ -96,23 +104,23 @@ class _Client:
         self.on_step = on_step
         self.limits = limits
         self.steps: list[StepRecord] = []
-        self.output = bytearray()
+        self.output = Tail()  # the current step's, for its failure report; bounded
         self.heading = ""
 
     def event(self, kind: str, text: str) -> None:
         if kind == "heading":
             self.heading = text
-            self.output = bytearray()
+            self.output.clear()
         if self._log is not None:
             self._log(LogEvent(kind, text.encode()))  # type: ignore[arg-type]
 
     def write(self, data: bytes) -> None:
-        self.output += data
+        self.output.write(data)
         if self._log is not None:
             self._log(LogEvent("output", data))
 
-    def fail(self, message: str) -> StepError:
-        return StepError(self.heading, message, bytes(self.output))
+    def fail(self, message: str, log_path: Path | None = None) -> StepError:
+        return StepError(self.heading, message, self.output.bytes(), log_path)
 
 
 class Builder:
@@ -139,7 +147,9 @@ class Builder:
         self.index = Index(store)
         self._secret_key = load_or_create_key(state / "secret-key")
         self._stat_cache = StatCache(state / "stat-cache.sqlite")
-        self._flight = SingleFlight(state / "steps", self._saved_log)
+        self._locks = StepLocks(state / "steps")
+        self._locks.sweep()  # what dead processes left
+        self._flights: Flights[SharedLog, Outcome] = Flights("step", SharedLog.close)
         self._lock = threading.Lock()
         self._hits = 0
         self._misses = 0
@@ -164,7 +174,12 @@ class Builder:
         return cls(opened, sandbox, sources, limits=limits)
 
     def close(self) -> None:
-        """Release the index, the stat cache and what the store holds for result paths."""
+        """Stop the steps still running for clients that left (cancelled), wait until they
+        are gone (at most CLOSE_GRACE seconds), then release the index, the stat cache and
+        what the store holds for result paths."""
+        self._flights.stop_all()
+        if not self._flights.wait_idle(CLOSE_GRACE):
+            logger.warning("steps still stopping after %ss: %s", CLOSE_GRACE, self.in_progress())
         self._stat_cache.close()
         self.index.close()
         self.store.close()
@@ -182,7 +197,7 @@ class Builder:
 
     def in_progress(self) -> list[str]:
         """The step ids this builder is building or waiting for right now."""
-        return self._flight.in_progress()
+        return self._flights.keys()
 
     # -- the build loop -----------------------------------------------------------------------
 
@@ -434,20 +449,14 @@ class Builder:
             replay(saved, client.write)
             outcome = Outcome("cached")
         else:
-            outcome = self._flight.run(
-                id,
-                self._executor(id, parent, fill),
-                client.write,
-                cancel=client.cancel,
-                note=lambda text: client.event("note", text),
-            )
+            outcome = self._once(id, self._executor(id, parent, fill), client)
         with self._lock:
             if outcome.kind == "cached":
                 self._hits += 1
             else:
                 self._misses += 1
         if outcome.kind in ("failed", "cancelled"):
-            raise client.fail(outcome.message)
+            raise client.fail(outcome.message, outcome.log_path)
         if outcome.kind == "cached":
             client.event("note", f"---> using {_quote(id)} from cache")
         else:
@@ -462,9 +471,39 @@ class Builder:
             )
         )
 
-    def _executor(
-        self, id: str, parent: str | None, fill: Fill
-    ) -> Callable[[Emit, threading.Event], None]:
+    def _once(self, id: str, execute: Execute, client: _Client) -> Outcome:
+        """Build step `id` once for every client of every process that asks for it now,
+        sending the whole output to this client (the single-flight: flights.py, step_lock.py)."""
+
+        def flight(log: SharedLog, stop: threading.Event) -> Outcome:
+            try:
+                return self._locks.run(id, execute, log, stop, lambda: self._has(id))
+            except (OSError, ObuilderError) as e:
+                return Outcome("failed", f"step {id}: {e}")
+            finally:
+                log.finish()
+
+        def waiting() -> None:
+            client.event("note", "Waiting for previous build to finish cancelling")
+
+        try:
+            with self._flights.join(
+                id, SharedLog, flight, on_wait=waiting, cancel=client.cancel
+            ) as joined:
+                joined.state.follow(client.write, client.cancel)
+                outcome = joined.wait(client.cancel)
+        except (FlightCancelled, LogCancelled):
+            return CANCELLED
+        if outcome.kind == "cached":  # committed by another process just before we asked
+            saved = self._saved_log(id)
+            if saved is not None:
+                replay(saved, client.write)
+        return outcome
+
+    def _has(self, id: str) -> bool:
+        return self.store.result(id) is not None
+
+    def _executor(self, id: str, parent: str | None, fill: Fill) -> Execute:
         def execute(write: Emit, cancel: threading.Event) -> None:
             def in_tmp(tmp: Path) -> None:
                 with open(tmp / "log", "wb") as saved:

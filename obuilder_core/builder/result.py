@@ -32,11 +32,13 @@ class StepRecord:
 @dataclass(frozen=True)
 class BuildFailure:
     """The step that failed, why (e.g. `"/bin/sh" "-c" "exit 3" failed with exit status 3`),
-    and that step's own output."""
+    the end of that step's own output (`log`, at most `log.TAIL_BYTES`) and, when it ran, the
+    file holding its whole output (`log_path`)."""
 
     heading: str
     message: str
     log: bytes
+    log_path: Path | None = None
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,6 @@ memory, so that several processes can share one store:
 
 - `escape_cache_name(name)`: injective cache name -> file name (`c-` + `%02x` escapes).
 - `check_step_id(id)`: reject ids that are not a single safe path component.
-- `file_lock(path)`: a flock-held lock file, as a context manager.
 - `locked_counter(path)`: a generation counter stored in a lock file, read/written under flock.
 - `TempArea(dir)`: uniquely named temporaries whose owner holds a flock while it is alive;
   `sweep()` removes those whose owner died (kill -9), never a live one.
@@ -17,7 +16,6 @@ memory, so that several processes can share one store:
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import hashlib
 import logging
@@ -31,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from obuilder_core.errors import ObuilderError
+from obuilder_core.locks import file_lock, is_held
 from obuilder_core.process import run_cmd
 from obuilder_core.stores.base import StoreError
 
@@ -81,22 +80,6 @@ def unique_name(suffix: str = "") -> str:
     """
     name = f"{os.getpid()}-{secrets.token_hex(8)}"
     return f"{name}-{suffix[:100]}" if suffix else name
-
-
-@contextlib.contextmanager
-def file_lock(path: Path, *, shared: bool = False) -> Iterator[int]:
-    """Hold an flock on `path` (created if missing) for the duration; yields the open fd.
-
-    The lock is per open file, so it excludes other threads of this process as well as other
-    processes, and the kernel drops it when the holder dies.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
-        yield fd
-    finally:
-        os.close(fd)  # closing releases the lock
 
 
 @dataclass(frozen=True)
@@ -182,7 +165,7 @@ class TempArea:
             for entry in sorted(self.dir.iterdir()):
                 if entry.name == ".locks":
                     continue
-                if _is_held(self.locks / entry.name):
+                if is_held(self.locks / entry.name):
                     continue
                 try:
                     remove(entry)
@@ -194,7 +177,7 @@ class TempArea:
                 removed.append(entry)
             for lock in self.locks.iterdir():
                 orphan = lock.name != ".sweep" and not (self.dir / lock.name).exists()
-                if orphan and not _is_held(lock):
+                if orphan and not is_held(lock):
                     lock.unlink(missing_ok=True)
         return removed
 
@@ -203,29 +186,12 @@ class TempArea:
         return [
             e
             for e in sorted(self.dir.iterdir())
-            if e.name != ".locks" and _is_held(self.locks / e.name)
+            if e.name != ".locks" and is_held(self.locks / e.name)
         ]
 
     def names(self) -> list[str]:
         """The temporaries present (live or dead), for tests and diagnostics."""
         return sorted(e.name for e in self.dir.iterdir() if e.name != ".locks")
-
-
-def _is_held(lock: Path) -> bool:
-    """True if another open file holds an flock on `lock` (False if it does not exist)."""
-    try:
-        fd = os.open(lock, os.O_RDWR | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as e:
-        if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-            return True
-        raise
-    finally:
-        os.close(fd)
-    return False
 
 
 def remove_tree(path: Path) -> None:

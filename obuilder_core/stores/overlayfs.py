@@ -32,13 +32,13 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from obuilder_core.locks import file_lock
 from obuilder_core.process import run_cmd
 from obuilder_core.stores.base import CacheLease, StoreError
 from obuilder_core.stores.common import (
     TempArea,
     check_step_id,
     escape_cache_name,
-    file_lock,
     locked_counter,
     remove_tree,
     seal_root,

@@ -1,4 +1,4 @@
-"""Step logs: in-process fan-out, following a file another writer appends to, replay."""
+"""Step logs: one process's fan-out over files, the failure tail, replay."""
 
 from __future__ import annotations
 
@@ -8,66 +8,90 @@ from pathlib import Path
 
 import pytest
 
-from obuilder_core.log import LogBuffer, LogCancelled, LogFile, replay, tail_file
+from obuilder_core.log import LogCancelled, SharedLog, Tail, replay
 
 
-def test_late_follower_gets_everything_then_live_output() -> None:
-    buf = LogBuffer()
-    buf.write(b"one ")
+def _file(path: Path, data: bytes) -> int:
+    path.write_bytes(data)
+    return os.open(path, os.O_RDONLY)
+
+
+def test_late_follower_gets_everything_then_live_output(tmp_path: Path) -> None:
+    log = SharedLog()
+    path = tmp_path / "run.log"
+    log.add_segment(_file(path, b"HEADER one "), start=len(b"HEADER "))
+    log.grew(len(b"HEADER one "))
     got: list[bytes] = []
-    t = threading.Thread(target=buf.follow, args=(got.append,))
+    seen_one = threading.Event()
+
+    def collect(data: bytes) -> None:
+        got.append(data)
+        seen_one.set()
+
+    t = threading.Thread(target=log.follow, args=(collect,))
     t.start()
-    buf.write(b"two ")
-    buf.finish()
-    t.join(5)
+    seen_one.wait()  # the follower has sent what was there: the rest comes live
+    with open(path, "ab") as f:
+        f.write(b"two ")
+    log.grew(path.stat().st_size)
+    log.finish()
+    t.join()
     assert b"".join(got) == b"one two "
     late: list[bytes] = []
-    buf.follow(late.append)  # a finished buffer is still replayed in full
+    log.follow(late.append)  # a finished log is still sent in full
     assert b"".join(late) == b"one two "
+    log.close()
+
+
+def test_segments_follow_one_another(tmp_path: Path) -> None:
+    # A follower sees a dead owner's partial output, then the run that took over.
+    log = SharedLog()
+    log.add_segment(_file(tmp_path / "a", b"start\n"))
+    log.grew(6)
+    log.add_segment(_file(tmp_path / "b", b"start\nend\n"))
+    log.grew(10)
+    log.finish()
+    got: list[bytes] = []
+    log.follow(got.append)
+    assert b"".join(got) == b"start\nstart\nend\n"
+    log.close()
+
+
+def test_a_big_log_is_sent_in_chunks_never_whole(tmp_path: Path) -> None:
+    log = SharedLog()
+    data = os.urandom(1 << 20)
+    log.add_segment(_file(tmp_path / "big", data))
+    log.grew(len(data))
+    log.finish()
+    sizes: list[int] = []
+    received = bytearray()
+
+    def collect(chunk: bytes) -> None:
+        sizes.append(len(chunk))
+        received.extend(chunk)
+
+    log.follow(collect)
+    assert bytes(received) == data and max(sizes) <= 65536
+    log.close()
 
 
 def test_cancelled_follower_stops() -> None:
-    buf = LogBuffer()
+    log = SharedLog()
     cancel = threading.Event()
     cancel.set()
     with pytest.raises(LogCancelled):
-        buf.follow(lambda _: None, cancel)
+        log.follow(lambda _: None, cancel)
 
 
-def test_tail_file_follows_until_finished_even_after_unlink(tmp_path: Path) -> None:
-    log = LogFile(tmp_path / "x.log")
-    log.write(b"start\n")
-    fd = os.open(log.path, os.O_RDONLY)
-    got: list[bytes] = []
-    result: list[bool] = []
-    t = threading.Thread(
-        target=lambda: result.append(tail_file(fd, got.append, stop=lambda: False))
-    )
-    t.start()
-    log.write(b"more\n")
-    os.unlink(log.path)  # the owner removes it once committed; open readers still finish
-    log.finish()
-    t.join(5)
-    os.close(fd)
-    assert result == [True] and b"".join(got) == b"start\nmore\n"
-
-
-def test_tail_file_gives_up_when_the_writer_is_gone(tmp_path: Path) -> None:
-    log = LogFile(tmp_path / "x.log")
-    log.write(b"partial")
-    fd = os.open(log.path, os.O_RDONLY)
-    got: list[bytes] = []
-    assert tail_file(fd, got.append, stop=lambda: True) is False
-    os.close(fd)
-    assert got == [b"partial"]
-
-
-def test_new_run_gets_a_new_file(tmp_path: Path) -> None:
-    old = LogFile(tmp_path / "x.log")
-    old.finish()
-    new = LogFile(tmp_path / "x.log")
-    assert new.inode != old.inode
-    new.finish()
+def test_tail_keeps_only_the_end() -> None:
+    tail = Tail(limit=8)
+    for part in (b"0123", b"4567", b"89ab"):
+        tail.write(part)
+    assert tail.bytes() == b"456789ab" and tail.total == 12
+    tail.write(b"x" * 20)
+    assert tail.bytes() == b"x" * 8
+    tail.clear()
+    assert tail.bytes() == b"" and tail.total == 0
 
 
 def test_replay(tmp_path: Path) -> None:
