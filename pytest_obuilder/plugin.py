@@ -11,6 +11,7 @@ from pytest_obuilder import hooks
 from pytest_obuilder.items import BuilderSession, SpecFile, session_key
 from pytest_obuilder.options import LIMITS_MARK_HELP, add_options, read_settings
 from pytest_obuilder.report import SpecRun, spec_run, step_lines, summary_table
+from pytest_obuilder.stopping import StopSignals, stop_key
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -24,18 +25,32 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Read the options once; set up the session's builder and, where output goes, reporting."""
+    """Read the options once; set up the session's builder and, where output goes, reporting;
+    make SIGINT, SIGTERM and SIGHUP stop the session cleanly."""
     config.addinivalue_line("markers", LIMITS_MARK_HELP)
     config.stash[session_key] = BuilderSession(read_settings(config))
+    config.stash[stop_key] = StopSignals()
     if not hasattr(config, "workerinput"):  # pytest-xdist workers report to the controller
         config.pluginmanager.register(BuildReporter(config), "obuilder-reporter")
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """A session stopped by a signal exits as a process killed by it: 130, 143 or 129."""
+    stop = session.config.stash.get(stop_key, None)
+    if stop is not None and stop.signum is not None:
+        session.exitstatus = 128 + stop.signum
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
-    """Close the builder this process opened."""
+    """Close the builder this process opened: it waits until the steps that a stop cancelled
+    are gone, containers included. Then give the signals back."""
     session = config.stash.get(session_key, None)
     if session is not None:
         session.close()
+    stop = config.stash.get(stop_key, None)
+    if stop is not None:
+        stop.restore()
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> SpecFile | None:

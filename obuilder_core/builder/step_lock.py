@@ -226,7 +226,6 @@ class _Follower:
         if self._fd >= 0:
             self.log.grew(os.fstat(self._fd).st_size)
 
-
     def _over(self, token: str) -> bool:
         try:
             return self.failed.read_text().partition("\n")[0] == token

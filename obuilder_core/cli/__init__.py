@@ -6,8 +6,10 @@ A subcommand module exposes `register(subparsers) -> None`, which adds its parse
 module name to `SUBCOMMAND_MODULES`. Every subcommand also accepts `-v/--verbose`.
 
 Exit statuses: 0 success; 1 a check failed (`fmt --check`) or a build step failed; 2 bad usage,
-unreadable input or an invalid spec; 130 interrupted. An `ObuilderError` is printed as one line
-(`obuilder: error: MESSAGE`; a spec error as `file:line:col: message`), never as a traceback.
+unreadable input or an invalid spec; 130, 143, 129 stopped by SIGINT, SIGTERM, SIGHUP (the
+running steps are cancelled and their containers gone first: `stopping.py`). An
+`ObuilderError` is printed as one line (`obuilder: error: MESSAGE`; a spec error as
+`file:line:col: message`), never as a traceback.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import sys
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
+from obuilder_core.cli.stopping import Stopped, stop_signals
 from obuilder_core.errors import ObuilderError
 
 # Imported lazily by `build_parser`, so a subcommand module can import helpers from here.
@@ -144,10 +147,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         package_log.addHandler(handler)
         package_log.setLevel(handler.level)
         try:
-            return _run(args)
+            with stop_signals():
+                return _run(args)
         finally:
             package_log.removeHandler(handler)
             package_log.setLevel(logging.NOTSET)
+    except Stopped as e:
+        print(f"Cancelled at user's request ({e})", file=sys.stderr)
+        return e.exit_code
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except BrokenPipeError:

@@ -15,11 +15,11 @@ from typing import Any
 
 from obuilder_core.cli import (
     EXIT_FAILED,
-    EXIT_INTERRUPTED,
     EXIT_OK,
     UsageError,
     read_input_file,
 )
+from obuilder_core.cli.stopping import run_until_stopped
 from obuilder_core.errors import ObuilderError
 from obuilder_core.sandbox.limits import (
     DEFAULT_PIDS,
@@ -31,7 +31,6 @@ from obuilder_core.sandbox.limits import (
 
 HEALTHCHECK_SPEC = '((from busybox) (shell /bin/sh -c) (run (shell "echo healthcheck")))'
 HEALTHCHECK_TIMEOUT = 300.0
-CANCEL_GRACE = 30.0  # seconds to wait for cancelled steps to be killed after Ctrl-C
 STORE_KINDS = ("btrfs", "zfs", "overlayfs", "rsync", "auto")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw]?)$")
 _UNITS = {"": 86400.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
@@ -283,8 +282,8 @@ def cmd_build(args: argparse.Namespace) -> int:
 
     spec, secrets = load_inputs(args)
     printer = _Printer()
-    with _open_builder(args) as builder:
-        result = _build_interruptibly(
+    with _open_builder(args) as builder:  # closing waits for cancelled steps to be gone
+        result = run_until_stopped(
             lambda cancel: builder.build(
                 spec,
                 args.context,
@@ -292,12 +291,8 @@ def cmd_build(args: argparse.Namespace) -> int:
                 log=printer,
                 cancel=cancel,
                 use_cache=not args.no_cache,
-            ),
-            builder,
+            )
         )
-    if result is None:
-        print("Cancelled at user's request", file=sys.stderr)
-        return EXIT_INTERRUPTED
     if result.failure is not None:
         printer.out.flush()
         print(f"Build step failed: {result.failure.message}", file=sys.stderr)
@@ -306,57 +301,30 @@ def cmd_build(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _build_interruptibly(build: Any, builder: Any) -> Any:
-    """Run `build(cancel)` in a thread; on Ctrl-C cancel it, wait for its steps to be killed
-    (so no container outlives us) and return None."""
-    cancel = threading.Event()
-    box: list[Any] = []
-    raised: list[BaseException] = []
-
-    def work() -> None:
-        try:
-            box.append(build(cancel))
-        except BaseException as e:  # re-raised in the caller's thread, below
-            raised.append(e)
-
-    thread = threading.Thread(target=work, daemon=True)
-    thread.start()
-    try:
-        while thread.is_alive():
-            thread.join(0.2)
-    except KeyboardInterrupt:
-        cancel.set()
-        deadline = time.monotonic() + CANCEL_GRACE
-        while (thread.is_alive() or builder.in_progress()) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        return None
-    if raised:
-        raise raised[0]
-    return box[0]
-
-
 def cmd_healthcheck(args: argparse.Namespace) -> int:
     """`obuilder healthcheck`: build `echo healthcheck` in busybox, then delete that step."""
     from obuilder_core.spec import parse_spec
 
     spec = parse_spec(HEALTHCHECK_SPEC, "<healthcheck>")
-    cancel = threading.Event()
-    timer = threading.Timer(HEALTHCHECK_TIMEOUT, cancel.set)
+    timed_out = threading.Event()
     lines: list[bytes] = []
-    with _open_builder(args) as builder, tempfile.TemporaryDirectory() as tmp:
+
+    def check(cancel: threading.Event) -> Any:
+        timer = threading.Timer(HEALTHCHECK_TIMEOUT, lambda: (timed_out.set(), cancel.set()))
         timer.start()
         try:
-            result = builder.build(
-                spec, Path(tmp), log=lambda e: lines.append(e.data), cancel=cancel
-            )
+            return builder.build(spec, Path(tmp), log=lambda e: lines.append(e.data), cancel=cancel)
         finally:
             timer.cancel()
+
+    with _open_builder(args) as builder, tempfile.TemporaryDirectory() as tmp:
+        result = run_until_stopped(check)
         if result.failure is None and result.id is not None:
             builder.index.delete(result.id)  # so the next healthcheck runs the command again
     if result.failure is None:
         print("Healthcheck passed")
         return EXIT_OK
-    message = "Timeout running healthcheck" if cancel.is_set() else result.failure.message
+    message = "Timeout running healthcheck" if timed_out.is_set() else result.failure.message
     captured = b"\n".join(lines).decode(errors="replace").strip()
     print(f"Healthcheck failed: {message}" + (f"\n{captured}" if captured else ""), file=sys.stderr)
     return EXIT_FAILED

@@ -6,14 +6,14 @@ import argparse
 import sys
 from typing import Any
 
-from obuilder_core.cli import EXIT_INTERRUPTED, error_line
+from obuilder_core.cli import error_line
 from obuilder_core.cli.build_commands import (
-    _build_interruptibly,
     _open_builder,
     _Printer,
     load_inputs,
     spec_arguments,
 )
+from obuilder_core.cli.stopping import run_until_stopped
 from obuilder_core.errors import ObuilderError
 
 EXIT_ERROR = 2
@@ -61,8 +61,8 @@ def _verify(args: argparse.Namespace) -> int:
     vary = parse_vary(args.vary)
     spec, secrets = load_inputs(args)
     printer = None if args.quiet else _Printer()
-    with _open_builder(args) as builder:
-        result = _build_interruptibly(
+    with _open_builder(args) as builder:  # closing waits for cancelled steps to be gone
+        result = run_until_stopped(
             lambda cancel: verify(
                 builder,
                 spec,
@@ -74,12 +74,8 @@ def _verify(args: argparse.Namespace) -> int:
                 check_mtimes=args.check_mtimes,
                 cancel=cancel,
                 log=printer,
-            ),
-            builder,
+            )
         )
-    if result is None:
-        print("Cancelled at user's request", file=sys.stderr)
-        return EXIT_INTERRUPTED
     sys.stdout.flush()
     print(format_report(result), flush=True)
     return result.exit_code

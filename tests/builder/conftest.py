@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from obuilder_core.builder import Builder, BuildResult, LogEvent
 from obuilder_core.images import LocalImages
 from obuilder_core.sandbox import RuncSandbox
 from obuilder_core.spec import parse_spec
+from tests.fixtures.busybox import delete_containers
 from tests.fixtures.root import require_root, require_tool
 
 SH = "(shell /bin/sh -c)"
@@ -55,20 +55,9 @@ def make_builder(store_spec: str, busybox_oci: Path) -> Builder:
 
 
 def kill_leftovers(builder: Builder) -> None:
-    """Stop every runc container still running in the builder's sandbox state dir."""
+    """Delete every runc container still in the builder's sandbox, then its bundles."""
     state = builder.store.state_dir() / "sandbox"
-    with contextlib.suppress(Exception):
-        for line in subprocess.run(
-            ["runc", "--root", str(state / "runc"), "list", "-q"],
-            capture_output=True,
-            text=True,
-            check=False,
-        ).stdout.split():
-            subprocess.run(
-                ["runc", "--root", str(state / "runc"), "delete", "--force", line],
-                capture_output=True,
-                check=False,
-            )
+    delete_containers(state / "runc")
     with contextlib.suppress(Exception):
         RuncSandbox(state).remove_leftovers()
 

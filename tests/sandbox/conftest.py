@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from obuilder_core.sandbox import RunConfig, RuncSandbox
+from tests.fixtures.busybox import delete_containers
 from tests.fixtures.root import require_root, require_tool
 
 PATH_ENV = (("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),)
@@ -39,16 +40,6 @@ def runc_containers(state_dir: Path) -> list[str]:
     return [c["id"] for c in runc_states(state_dir)]
 
 
-def force_delete_containers(state_dir: Path) -> None:
-    """Remove every container of this state dir, one by one by id."""
-    for cid in runc_containers(state_dir):
-        subprocess.run(
-            ["runc", "--root", str(state_dir / "runc"), "delete", "--force", cid],
-            capture_output=True,
-            check=False,
-        )
-
-
 @pytest.fixture
 def sandbox_state(tmp_path: Path) -> Iterator[Path]:
     """A sandbox state dir; any container left in it is deleted at teardown."""
@@ -57,7 +48,7 @@ def sandbox_state(tmp_path: Path) -> Iterator[Path]:
     state = tmp_path / "sandbox-state"
     yield state
     if (state / "runc").exists():
-        force_delete_containers(state)
+        delete_containers(state / "runc")
     shutil.rmtree(state, ignore_errors=True)
 
 
