@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
+import tempfile
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -122,7 +125,7 @@ class SpecItem(pytest.Item):
         """Build the spec with the session's builder; record the result; fail if it failed."""
         session = self.config.stash[session_key]
         settings = session.settings
-        log = BuildLog(_live_output(self))
+        log = BuildLog(_log_path(self), _live_output(self))
         try:
             builder = session.builder()
             hits, misses = builder.stats()
@@ -137,8 +140,12 @@ class SpecItem(pytest.Item):
                 )
             finally:
                 log.close()
-                text = log.text()
-                if text:  # "Captured stdout call": shown on failure, and junit's system-out
+                # "Captured stdout call": shown on failure, and junit's system-out. Clipped:
+                # a build may print gigabytes; the whole log stays in its file.
+                text, clipped = log.tail(settings.log_lines)
+                if clipped:
+                    text = f"(last {settings.log_lines} lines; whole log: {log.path})\n{text}"
+                if text:
                     self.add_report_section("call", "stdout", text)
         except ObuilderError:
             self.user_properties.append((STEPS, "[]"))  # still a row in the summary table
@@ -197,6 +204,15 @@ def _mark_limits(base: Limits, mark: SpecMark) -> Limits:
         raise SpecFile.CollectError(f"{where}: mark.{LIMITS_MARK}: {e}") from None
     except LimitError as e:
         raise SpecFile.CollectError(f"{where}: mark.{LIMITS_MARK}: {e}") from None
+
+
+def _log_path(item: SpecItem) -> Path:
+    """Where the item's whole build log goes: under pytest's temporary directory of this
+    session (`--basetemp`), named after the spec."""
+    factory = getattr(item.config, "_tmp_path_factory", None)
+    base = factory.getbasetemp() if factory is not None else Path(tempfile.gettempdir())
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", item.nodeid).strip("_")
+    return base / "obuilder-logs" / f"{name}.log"
 
 
 def _live_output(item: SpecItem) -> LiveOutput | None:

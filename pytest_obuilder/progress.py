@@ -1,4 +1,5 @@
-"""The build log of one spec item: kept whole for the report, and shown while it is written.
+"""The build log of one spec item: written to a file, its tail kept for the report, and shown
+while it is written.
 
 With `-s` (no capture) the log streams to the terminal as it arrives. Otherwise a step that is
 still running after SLOW_STEP seconds gets one line naming it, so a long build is never silent
@@ -10,9 +11,12 @@ from __future__ import annotations
 import codecs
 import threading
 from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 import pytest
+
+from obuilder_core.log import Tail
 
 if TYPE_CHECKING:  # the builder is imported only when a spec is built
     from obuilder_core.builder import LogEvent
@@ -29,31 +33,42 @@ class Terminal(Protocol):
 
 
 class BuildLog:
-    """Receives a build's LogEvents (the builder's `log=` callback) and keeps the whole log."""
+    """Receives a build's LogEvents (the builder's `log=` callback): writes them all to the
+    file `path` and keeps only the end in memory, however much the build prints."""
 
-    def __init__(self, live: LiveOutput | None = None) -> None:
-        self._chunks: list[bytes] = []
+    def __init__(self, path: Path, live: LiveOutput | None = None) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(path, "wb")  # noqa: SIM115 -- closed by close()
+        self._tail = Tail()
+        self._at_line_start = True
         self._live = live
 
     def __call__(self, event: LogEvent) -> None:
         """Record one event: headings and notes on lines of their own, output as it is."""
         if event.kind == "output":
-            self._chunks.append(event.data)
+            data = event.data
         else:
-            if self._chunks and not self._chunks[-1].endswith(b"\n"):
-                self._chunks.append(b"\n")
-            self._chunks.append(event.data.rstrip(b"\n") + b"\n")
+            data = (b"" if self._at_line_start else b"\n") + event.data.rstrip(b"\n") + b"\n"
+        if data:
+            self._file.write(data)
+            self._tail.write(data)
+            self._at_line_start = data.endswith(b"\n")
         if self._live is not None:
             self._live.event(event)
 
-    def text(self) -> str:
-        """The whole log so far, decoded leniently (builds may print any bytes)."""
-        return b"".join(self._chunks).decode("utf-8", errors="replace")
+    def tail(self, lines: int) -> tuple[str, bool]:
+        """The last `lines` lines (decoded leniently: builds may print any bytes), and whether
+        that is less than the whole log."""
+        kept = self._tail.bytes().decode("utf-8", errors="replace").splitlines()
+        clipped = self._tail.total > len(self._tail.bytes()) or len(kept) > lines
+        return "\n".join(kept[-lines:] if lines else []), clipped
 
     def close(self) -> None:
-        """Stop any pending progress line (call when the build returns)."""
+        """Stop any pending progress line and close the file (call when the build returns)."""
         if self._live is not None:
             self._live.close()
+        self._file.close()
 
 
 class LiveOutput:

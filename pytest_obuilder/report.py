@@ -93,12 +93,14 @@ def _outcome(report: pytest.TestReport) -> str:
 
 
 def failure_text(failure: BuildFailure, log_lines: int) -> str:
-    """The failed step, its message and the last `log_lines` lines of its log."""
+    """The failed step, its message, the last `log_lines` lines of its log and where the
+    whole log is."""
     lines = [f"build failed at step: {failure.heading}", failure.message]
     log = failure.log.decode("utf-8", errors="replace").splitlines()
+    where = f" (whole log: {failure.log_path})" if failure.log_path is not None else ""
     if log_lines and log:
         tail = log[-log_lines:]
-        lines.append(f"---- last {len(tail)} of {len(log)} log lines of the step ----")
+        lines.append(f"---- last {len(tail)} log lines of the step{where} ----")
         lines.extend(tail)
     elif not log:
         lines.append("(the step wrote no output)")

@@ -10,6 +10,9 @@ then take its outcome. Files in the steps directory (`state/steps/`):
 - `<id>.failed`: `<token>` then the message on the next line: how run `<token>` failed.
 - `.sweep`: held shared while taking a step lock, exclusively by `sweep`.
 
+The whole log of a failed run is moved to `failed-logs/<id>.log` beside the steps directory,
+where the user can read it after the build (the newest `KEEP_FAILED_LOGS` are kept).
+
 Invariants:
 
 1. Whoever holds the flock on `<id>.lock` is the step's owner. Only the owner writes
@@ -52,6 +55,7 @@ logger = logging.getLogger(__name__)
 
 POLL = 0.05
 """Seconds between looks at files another process writes (its lock, its log)."""
+KEEP_FAILED_LOGS = 100
 
 _HEADER = b"obuilder-run "
 _HEADER_LEN = len(_HEADER) + 16 + 1  # "obuilder-run <16 hex digits>\n"
@@ -79,6 +83,8 @@ class StepLocks:
     def __init__(self, dir: Path) -> None:
         self.dir = Path(dir)
         self.dir.mkdir(parents=True, exist_ok=True)
+        self.failed_logs = self.dir.with_name("failed-logs")
+        self.failed_logs.mkdir(exist_ok=True)
 
     def _path(self, id: str, suffix: str) -> Path:
         return self.dir / f"{id}{suffix}"
@@ -136,7 +142,7 @@ class StepLocks:
             return None
         if head != token:
             return None
-        return Outcome("failed", message, self._path(id, ".log"))
+        return Outcome("failed", message, self.failed_logs / f"{id}.log")
 
     def _own(self, id: str, execute: Execute, log: SharedLog, stop: threading.Event) -> Outcome:
         """Execute the step as its owner (invariant 3)."""
@@ -165,12 +171,22 @@ class StepLocks:
             if not isinstance(e, ObuilderError):
                 logger.exception("step %s crashed", id)
             message = str(e) if isinstance(e, ObuilderError) else f"{type(e).__name__}: {e}"
+            kept = self._keep_failed_log(id, path)
             _write_atomically(failed, f"{token}\n{message}")
-            return Outcome("failed", message, path)
+            return Outcome("failed", message, kept)
         finally:
             os.close(fd)
         path.unlink(missing_ok=True)  # the saved log is in the store now
         return Outcome("saved")
+
+    def _keep_failed_log(self, id: str, path: Path) -> Path:
+        """Move the log of a failed run where the user can read it; drop the oldest ones."""
+        kept = self.failed_logs / f"{id}.log"
+        os.replace(path, kept)
+        logs = sorted(self.failed_logs.iterdir(), key=_mtime, reverse=True)
+        for old in logs[KEEP_FAILED_LOGS:]:
+            old.unlink(missing_ok=True)
+        return kept
 
     def sweep(self) -> list[Path]:
         """Remove what dead processes left (invariant 2): lock files no one holds, the logs
@@ -259,6 +275,13 @@ def _write_atomically(path: Path, text: str) -> None:
     tmp = path.with_name(f".{os.getpid()}-{secrets.token_hex(8)}.tmp")
     tmp.write_text(text)
     os.rename(tmp, path)
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
 
 
 def _owner_alive(name: str) -> bool:
