@@ -34,6 +34,10 @@ CREATE TABLE IF NOT EXISTS steps (
 );
 CREATE INDEX IF NOT EXISTS steps_parent ON steps (parent);
 CREATE INDEX IF NOT EXISTS steps_used ON steps (used);
+CREATE TABLE IF NOT EXISTS caches (
+  name    TEXT PRIMARY KEY, -- as written in the spec's (cache (NAME ...))
+  used    REAL NOT NULL     -- last time a step mounted it
+);
 """
 
 _LEAVES = """
@@ -44,8 +48,8 @@ ORDER BY used, id
 
 
 @dataclass(frozen=True)
-class StepRecord:
-    """One row of the index."""
+class IndexRow:
+    """One step's row of the index."""
 
     id: str
     parent: str | None
@@ -78,6 +82,16 @@ class Index:
         if reconcile:
             self.reconcile()
 
+    @contextmanager
+    def _db_locked(self) -> Iterator[None]:
+        """Hold this index's lock; an sqlite error (e.g. a full disk) becomes a one-line
+        StoreError naming the index."""
+        with self._lock:
+            try:
+                yield
+            except sqlite3.Error as e:
+                raise StoreError(f"store index {self.path}: {e}") from None
+
     def close(self) -> None:
         """Close the connection."""
         with self._lock:
@@ -91,28 +105,28 @@ class Index:
 
     # -- queries ----------------------------------------------------------------------------
 
-    def get(self, id: str) -> StepRecord | None:
+    def get(self, id: str) -> IndexRow | None:
         """The record of step `id`, or None."""
-        with self._lock:
+        with self._db_locked():
             row = self._db.execute(
                 "SELECT id, parent, created, used, size FROM steps WHERE id = ?", (id,)
             ).fetchone()
-        return StepRecord(*row) if row else None
+        return IndexRow(*row) if row else None
 
     def ids(self) -> list[str]:
         """All indexed step ids, sorted."""
-        with self._lock:
+        with self._db_locked():
             return [r[0] for r in self._db.execute("SELECT id FROM steps ORDER BY id")]
 
     def children(self, id: str) -> list[str]:
         """The steps whose parent is `id`, sorted."""
-        with self._lock:
+        with self._db_locked():
             rows = self._db.execute("SELECT id FROM steps WHERE parent = ? ORDER BY id", (id,))
             return [r[0] for r in rows]
 
     def count(self) -> int:
         """The number of indexed steps."""
-        with self._lock:
+        with self._db_locked():
             return int(self._db.execute("SELECT COUNT(*) FROM steps").fetchone()[0])
 
     @contextmanager
@@ -153,7 +167,7 @@ class Index:
             path = self.store.result(id)
             size = du_bytes(path) if path is not None else None
         now = time.time()
-        with self._lock:
+        with self._db_locked():
             self._db.execute(
                 "INSERT INTO steps (id, parent, created, used, size) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT (id) DO UPDATE SET parent = coalesce(excluded.parent, parent), "
@@ -163,7 +177,7 @@ class Index:
 
     def touch(self, id: str, when: float | None = None) -> None:
         """Mark step `id` as used at `when` (default now): prune removes least recently used."""
-        with self._lock:
+        with self._db_locked():
             self._db.execute(
                 "UPDATE steps SET used = ? WHERE id = ?",
                 (time.time() if when is None else when, id),
@@ -175,7 +189,7 @@ class Index:
         Each step leaves the index and then the store, so a crash in between leaves a result
         without a row, which the next `reconcile` picks up again.
         """
-        with self._lock:
+        with self._db_locked():
             rows = self._db.execute(
                 "WITH RECURSIVE d(id, depth) AS (SELECT ?, 0 UNION "
                 "SELECT s.id, d.depth + 1 FROM steps s JOIN d ON s.parent = d.id) "
@@ -184,7 +198,7 @@ class Index:
             ).fetchall()
         removed = []
         for step, _ in rows:
-            with self._lock:
+            with self._db_locked():
                 self._db.execute("DELETE FROM steps WHERE id = ?", (step,))
             self.store.delete(step)
             removed.append(step)
@@ -210,7 +224,7 @@ class Index:
 
     def _claim_leaf(self, before: float, keep: set[str]) -> str | None:
         """Delete from the index, in one transaction, the oldest unprotected leaf; return it."""
-        with self._lock:
+        with self._db_locked():
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 # Read inside the write transaction: a lease taken after this is followed by its
@@ -241,6 +255,27 @@ class Index:
             removed += step
         return removed
 
+    # -- caches ------------------------------------------------------------------------------
+
+    def touch_cache(self, name: str) -> None:
+        """Record that cache `name` is being used now."""
+        with self._db_locked():
+            self._db.execute(
+                "INSERT INTO caches (name, used) VALUES (?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET used = excluded.used",
+                (name, time.time()),
+            )
+
+    def caches(self) -> list[tuple[str, float]]:
+        """The caches used so far and when last, least recently used first."""
+        with self._db_locked():
+            return list(self._db.execute("SELECT name, used FROM caches ORDER BY used, name"))
+
+    def forget_cache(self, name: str) -> None:
+        """Drop cache `name`'s row (after the store deleted the cache)."""
+        with self._db_locked():
+            self._db.execute("DELETE FROM caches WHERE name = ?", (name,))
+
     def reconcile(self) -> tuple[list[str], list[str]]:
         """Make the index match the store; return (rows dropped, results added).
 
@@ -248,7 +283,7 @@ class Index:
         they are pruned as old steps.
         """
         on_disk = set(self.store.ids())
-        with self._lock:
+        with self._db_locked():
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 rows = {r[0] for r in self._db.execute("SELECT id FROM steps")}

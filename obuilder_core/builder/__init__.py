@@ -3,7 +3,7 @@
 `Builder.open(store)` then `builder.build(spec, context_dir, log=...)` -> `BuildResult`.
 """
 
-from obuilder_core.builder.builder import Builder, Rebuild, StepError
+from obuilder_core.builder.builder import Builder, Pruned, Rebuild, StepError, Usage
 from obuilder_core.builder.context import DEFAULT_SHELL, Context
 from obuilder_core.builder.result import BuildFailure, BuildResult, LogEvent, StepRecord
 
@@ -14,7 +14,9 @@ __all__ = [
     "Builder",
     "Context",
     "LogEvent",
+    "Pruned",
     "Rebuild",
     "StepError",
     "StepRecord",
+    "Usage",
 ]

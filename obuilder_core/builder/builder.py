@@ -8,9 +8,11 @@ store is a cache hit: its saved output is replayed. A missing one is built once 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import logging
 import secrets as random
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -37,11 +39,12 @@ from obuilder_core.keys import (
 )
 from obuilder_core.log import Emit, LogCancelled, SharedLog, Tail, replay
 from obuilder_core.manifest import DEFAULT_ALGORITHM, StatCache, generate
-from obuilder_core.sandbox import DEFAULT_LIMITS, Limits, RunConfig, Sandbox
+from obuilder_core.sandbox import DEFAULT_LIMITS, Limits, RunConfig, Sandbox, StepFailed
 from obuilder_core.spec.model import Copy, FromBuild, NamedUser, Run, Spec
 from obuilder_core.spec.printer import heading as op_heading
 from obuilder_core.spec.reader import format_atom
-from obuilder_core.stores import Store, open_store
+from obuilder_core.stores import CacheBusy, Store, StoreError, open_store
+from obuilder_core.stores.common import is_full
 
 logger = logging.getLogger(__name__)
 
@@ -123,6 +126,25 @@ class _Client:
         return StepError(self.heading, message, self.output.bytes(), log_path)
 
 
+@dataclass(frozen=True)
+class Pruned:
+    """What `prune` or `gc` removed: step ids and cache names."""
+
+    steps: tuple[str, ...]
+    caches: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What a store holds (`Builder.usage`)."""
+
+    kind: str
+    steps: int
+    size: int
+    caches: int
+    free_pct: float
+
+
 class Builder:
     """Builds specs on one store, with one sandbox and one list of image sources.
 
@@ -163,13 +185,21 @@ class Builder:
         registry_mirror: str | None = None,
         limits: Limits = DEFAULT_LIMITS,
     ) -> Builder:
-        """A builder on store `store` (`KIND:ARG`; None: the default store) with runc."""
-        from obuilder_core.sandbox import RuncSandbox
+        """A builder on store `store` (`KIND:ARG`; None: the default store) with runc.
+
+        Without runc the store can still be maintained (delete, clean, df); a run or copy step
+        then fails saying runc is missing.
+        """
+        from obuilder_core.sandbox import RuncSandbox, SandboxError, UnavailableSandbox
         from obuilder_core.stores.auto import default_store_spec
 
         opened = open_store(store or default_store_spec())
         state = opened.state_dir()
-        sandbox = RuncSandbox(state / "sandbox", fast_sync=fast_sync)
+        sandbox: Sandbox
+        try:
+            sandbox = RuncSandbox(state / "sandbox", fast_sync=fast_sync)
+        except SandboxError as e:
+            sandbox = UnavailableSandbox(str(e))
         sources = default_sources(state / "images", mirror=registry_mirror)
         return cls(opened, sandbox, sources, limits=limits)
 
@@ -189,6 +219,63 @@ class Builder:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    # -- maintenance ----------------------------------------------------------------------------
+
+    def delete(self, id: str) -> list[str]:
+        """Delete step `id` and every step built on it; return the ids removed, deepest first."""
+        return self.index.delete(id)
+
+    def prune(self, before: float) -> Pruned:
+        """Remove the steps and caches last used before `before` (seconds since the epoch),
+        least recently used first; never a step a running build uses, nor a parent."""
+        steps = self.index.prune(before, sys.maxsize)
+        caches = [n for n, used in self.index.caches() if used < before and self._drop_cache(n)]
+        return Pruned(tuple(steps), tuple(caches))
+
+    def gc(self, keep_free_pct: float) -> Pruned:
+        """Remove least recently used steps, then caches, until `keep_free_pct`% is free."""
+        steps = self.index.gc(keep_free_pct)
+        caches = []
+        for name, _ in self.index.caches():
+            if self.store.df() >= keep_free_pct:
+                break
+            if self._drop_cache(name):
+                caches.append(name)
+        return Pruned(tuple(steps), tuple(caches))
+
+    def has(self, id: str) -> bool:
+        """Whether step `id` is in the store (or still in its index)."""
+        return self.index.get(id) is not None or self._has(id)
+
+    def usage(self) -> Usage:
+        """What the store holds: steps, their size, caches, and the free space."""
+        rows = [r for r in (self.index.get(i) for i in self.index.ids()) if r is not None]
+        return Usage(
+            kind=self.store.kind,
+            steps=len(rows),
+            size=sum(r.size or 0 for r in rows),
+            caches=len(self.index.caches()),
+            free_pct=self.store.df(),
+        )
+
+    def delete_cache(self, name: str) -> None:
+        """Delete cache `name` (a no-op if it does not exist). Raises CacheBusy where a store
+        cannot delete a cache in use (zfs)."""
+        self.store.delete_cache(name)
+        self.index.forget_cache(name)
+
+    def _drop_cache(self, name: str) -> bool:
+        try:
+            self.delete_cache(name)
+        except CacheBusy as e:
+            logger.warning("%s: kept", e)
+            return False
+        return True
+
+    def caches(self) -> list[tuple[str, float]]:
+        """The caches steps have used, with when last, least recently used first."""
+        return self.index.caches()
 
     def stats(self) -> tuple[int, int]:
         """(cache hits, misses) of the steps requested since the builder was opened."""
@@ -330,6 +417,7 @@ class Builder:
 
         def fill_with(config: RunConfig, sandbox: Sandbox | None = None) -> Fill:
             def fill(tmp: Path, write: Emit, cancel: threading.Event) -> None:
+                self._touch_caches([c.id for c in op.cache])
                 run_command(
                     tmp,
                     config,
@@ -445,7 +533,7 @@ class Builder:
         held.enter_context(self.index.protect([id] if parent is None else [id, parent]))
         saved = None if fresh else self._saved_log(id)
         if saved is not None:
-            self.index.touch(id)
+            self._touch(id)
             replay(saved, client.write)
             outcome = Outcome("cached")
         else:
@@ -500,6 +588,21 @@ class Builder:
                 replay(saved, client.write)
         return outcome
 
+    def _touch(self, id: str) -> None:
+        """Mark step `id` used (for LRU pruning); a full disk must not fail a cache hit."""
+        try:
+            self.index.touch(id)
+        except StoreError as e:
+            logger.warning("cannot record the use of step %s: %s", id, e)
+
+    def _touch_caches(self, names: list[str]) -> None:
+        """Record the use of caches `names` (for LRU pruning by `prune` and `gc`)."""
+        for name in names:
+            try:
+                self.index.touch_cache(name)
+            except StoreError as e:
+                logger.warning("cannot record the use of cache %r: %s", name, e)
+
     def _has(self, id: str) -> bool:
         return self.store.result(id) is not None
 
@@ -515,10 +618,29 @@ class Builder:
 
                     fill(tmp, tee, cancel)
 
-            self.store.build(id, parent, in_tmp)
-            self.index.add(id, parent)
+            try:
+                self.store.build(id, parent, in_tmp)
+            except OSError as e:
+                if e.errno != errno.ENOSPC:
+                    raise
+                raise StoreError(f"no space left on device: {self._full()}") from None
+            except StepFailed as e:
+                if e.reason is None and is_full(self.store.state_dir()):
+                    # e.g. `dd` inside the step filled the disk and exited 1
+                    reason = f"no space left on device ({self._full()})"
+                    raise StepFailed(
+                        e.argv, status=e.status, signum=e.signum, reason=reason
+                    ) from None
+                raise
+            try:
+                self.index.add(id, parent)
+            except StoreError as e:  # the step is committed; reconcile indexes it at next open
+                logger.warning("step %s saved, but not indexed yet: %s", id, e)
 
         return execute
+
+    def _full(self) -> str:
+        return f"the store's filesystem ({self.store.state_dir().parent}) is full"
 
     def _saved_log(self, id: str) -> Path | None:
         path = self.store.result(id)

@@ -1,4 +1,5 @@
-"""`obuilder build`, `healthcheck`, `delete`, `clean` and `df`: the commands that use a store."""
+"""`obuilder build`, `healthcheck`, `delete`, `clean`, `delete-cache` and `df`: the commands
+that use a store."""
 
 from __future__ import annotations
 
@@ -70,9 +71,11 @@ def register(subparsers: Any) -> None:
 
     p = subparsers.add_parser(
         "clean",
-        help="remove cached steps",
-        description="Remove least recently used steps: all of them by default, or those unused"
-        " for --older-than, or as many as needed to get --keep-free percent free.",
+        help="remove cached steps and caches",
+        description="Remove least recently used steps and caches: all of them by default, or "
+        "those unused for --older-than, or as many as needed to get --keep-free percent free "
+        "(steps first, then caches). Never a step a running build uses; a cache that a build "
+        "uses meanwhile is deleted under it (its changes are then dropped).",
     )
     p.add_argument(
         "--older-than",
@@ -88,6 +91,16 @@ def register(subparsers: Any) -> None:
     )
     _store_option(p)
     p.set_defaults(func=cmd_clean)
+
+    p = subparsers.add_parser(
+        "delete-cache",
+        help="delete caches",
+        description="Delete the caches NAME... (those of (cache (NAME (target ...)))), e.g. "
+        "one that filled the disk. Steps that use one start with it empty again.",
+    )
+    p.add_argument("names", metavar="NAME", nargs="+", help="cache name")
+    _store_option(p)
+    p.set_defaults(func=cmd_delete_cache)
 
     p = subparsers.add_parser(
         "df",
@@ -320,7 +333,7 @@ def cmd_healthcheck(args: argparse.Namespace) -> int:
     with _open_builder(args) as builder, tempfile.TemporaryDirectory() as tmp:
         result = run_until_stopped(check)
         if result.failure is None and result.id is not None:
-            builder.index.delete(result.id)  # so the next healthcheck runs the command again
+            builder.delete(result.id)  # so the next healthcheck runs the command again
     if result.failure is None:
         print("Healthcheck passed")
         return EXIT_OK
@@ -330,49 +343,59 @@ def cmd_healthcheck(args: argparse.Namespace) -> int:
     return EXIT_FAILED
 
 
-def _index(args: argparse.Namespace) -> Any:
-    from obuilder_core.index import Index
-    from obuilder_core.stores import open_store
-    from obuilder_core.stores.auto import default_store_spec
+def _store_builder(args: argparse.Namespace) -> Any:
+    """A builder for maintaining the store named by `--store` (runc is not needed)."""
+    from obuilder_core.builder import Builder
 
-    return Index(open_store(args.store or default_store_spec()))
+    return Builder.open(args.store)
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
     """`obuilder delete ID`: remove the step and its descendants, printing each."""
     if not re.fullmatch(r"[0-9a-f]{64}", args.id):
         raise UsageError(f"{args.id!r} is not a step id (64 hex digits)")
-    with _index(args) as index:
-        if index.get(args.id) is None and index.store.result(args.id) is None:
+    with _store_builder(args) as builder:
+        if not builder.has(args.id):
             raise ObuilderError(f"no step {args.id} in the store")
-        for id in index.delete(args.id):
+        for id in builder.delete(args.id):
             print(f"Removing {id}")
     return EXIT_OK
 
 
 def cmd_clean(args: argparse.Namespace) -> int:
-    """`obuilder clean`: prune least recently used steps (never those of running builds)."""
-    with _index(args) as index:
+    """`obuilder clean`: prune least recently used steps (never those in use) and caches."""
+    with _store_builder(args) as builder:
         if args.keep_free is not None:
-            removed = index.gc(args.keep_free)
+            pruned = builder.gc(args.keep_free)
         else:
-            before = time.time() - (args.older_than or 0.0)
-            removed = index.prune(before, sys.maxsize)
-        for id in removed:
-            print(f"Removing {id}")
-    print(f"Removed {len(removed)} items")
+            pruned = builder.prune(time.time() - (args.older_than or 0.0))
+    for id in pruned.steps:
+        print(f"Removing {id}")
+    for name in pruned.caches:
+        print(f"Removing cache {name}")
+    print(f"Removed {len(pruned.steps) + len(pruned.caches)} items")
+    return EXIT_OK
+
+
+def cmd_delete_cache(args: argparse.Namespace) -> int:
+    """`obuilder delete-cache NAME...`: delete caches (what `(cache (NAME ...))` mounts)."""
+    with _store_builder(args) as builder:
+        known = {name for name, _ in builder.caches()}
+        for name in args.names:
+            builder.delete_cache(name)
+            print(f"Removing cache {name}" + ("" if name in known else " (never used here)"))
     return EXIT_OK
 
 
 def cmd_df(args: argparse.Namespace) -> int:
-    """`obuilder df`: steps in the store, their total size, the filesystem's free space."""
+    """`obuilder df`: steps in the store, their total size, caches, the free space."""
     from obuilder_core.cli.image import human_size
 
-    with _index(args) as index:
-        records = [r for r in (index.get(i) for i in index.ids()) if r is not None]
-        size = sum(r.size or 0 for r in records)
-        print(f"store:  {index.store.kind} ({args.store or 'default'})")
-        print(f"steps:  {len(records)}")
-        print(f"size:   {human_size(size)}")
-        print(f"free:   {index.store.df():.1f}%")
+    with _store_builder(args) as builder:
+        usage = builder.usage()
+    print(f"store:  {usage.kind} ({args.store or 'default'})")
+    print(f"steps:  {usage.steps}")
+    print(f"size:   {human_size(usage.size)}")
+    print(f"caches: {usage.caches}")
+    print(f"free:   {usage.free_pct:.1f}%")
     return EXIT_OK

@@ -10,6 +10,7 @@ from obuilder_core.sandbox.base import (
     SecretMount,
     StepFailed,
     TimedOut,
+    UnavailableSandbox,
     UnsupportedNetwork,
 )
 from obuilder_core.sandbox.limits import DEFAULT_LIMITS, DEFAULT_PIDS, LimitError, Limits
@@ -30,5 +31,6 @@ __all__ = [
     "SecretMount",
     "StepFailed",
     "TimedOut",
+    "UnavailableSandbox",
     "UnsupportedNetwork",
 ]

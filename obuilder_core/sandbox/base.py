@@ -165,6 +165,26 @@ class Sandbox(Protocol):
         ...
 
 
+class UnavailableSandbox:
+    """Stands in for a sandbox that cannot run here (e.g. runc is not installed): every run
+    fails with `reason`, so that a store can still be maintained."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def run(
+        self,
+        config: RunConfig,
+        rootfs: Path,
+        *,
+        log: Callable[[bytes], None],
+        stdin: bytes | BinaryIO | None = None,
+        cancel: threading.Event | None = None,
+    ) -> None:
+        """Raise SandboxError(reason)."""
+        raise SandboxError(self.reason)
+
+
 def ocaml_quote(s: str) -> str:
     """Quote like OCaml's `%S`: double quotes, backslash escapes for `"`, `\\` and controls."""
     out = []

@@ -231,6 +231,19 @@ def seal_root(root: Path) -> None:
         )
 
 
+FULL_BELOW = 16 << 20
+"""Bytes left under which a store's filesystem counts as full (btrfs keeps some aside)."""
+
+
+def is_full(path: Path) -> bool:
+    """Whether the filesystem of `path` has (almost) no space left for unprivileged writes."""
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < FULL_BELOW
+
+
 def statvfs_free_pct(path: Path) -> float:
     """Free space (available to unprivileged users) of `path`'s filesystem, in percent."""
     st = os.statvfs(path)
