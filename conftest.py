@@ -13,4 +13,5 @@ pytest_plugins = [
     "tests.fixtures.zfs",
     "tests.fixtures.busybox",
     "tests.fixtures.registry",
+    "tests.fixtures.run_dir",
 ]

@@ -190,16 +190,23 @@ class Builder:
         Without runc the store can still be maintained (delete, clean, df); a run or copy step
         then fails saying runc is missing.
         """
-        from obuilder_core.sandbox import RuncSandbox, SandboxError, UnavailableSandbox
+        from obuilder_core.sandbox import (
+            RuncSandbox,
+            SandboxError,
+            UnavailableSandbox,
+            state_dir_for,
+        )
         from obuilder_core.stores.auto import default_store_spec
 
-        opened = open_store(store or default_store_spec())
+        # Containers of dead processes go first, then the temporaries they may still use.
+        opened = open_store(store or default_store_spec(), sweep=False)
         state = opened.state_dir()
         sandbox: Sandbox
         try:
-            sandbox = RuncSandbox(state / "sandbox", fast_sync=fast_sync)
+            sandbox = RuncSandbox(state_dir_for(state), fast_sync=fast_sync)
         except SandboxError as e:
             sandbox = UnavailableSandbox(str(e))
+        opened.sweep()
         sources = default_sources(state / "images", mirror=registry_mirror)
         return cls(opened, sandbox, sources, limits=limits)
 

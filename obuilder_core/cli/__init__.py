@@ -113,7 +113,12 @@ class _LineFormatter(logging.Formatter):
     """`obuilder: warning: message`, like the error lines."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return f"{PROG}: {record.levelname.lower()}: {record.getMessage()}"
+        text = f"{PROG}: {record.levelname.lower()}: {record.getMessage()}"
+        if record.exc_info and record.exc_info[1] is not None:
+            text += f": {record.exc_info[1]}"  # the reason, not the traceback (`-vv` has it)
+        if record.exc_info and logging.getLogger("obuilder_core").level <= logging.DEBUG:
+            text += "\n" + self.formatException(record.exc_info)
+        return text
 
 
 def _log_handler(verbosity: int) -> logging.Handler:

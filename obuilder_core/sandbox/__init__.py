@@ -14,7 +14,7 @@ from obuilder_core.sandbox.base import (
     UnsupportedNetwork,
 )
 from obuilder_core.sandbox.limits import DEFAULT_LIMITS, DEFAULT_PIDS, LimitError, Limits
-from obuilder_core.sandbox.runc import RuncSandbox
+from obuilder_core.sandbox.runc import RuncSandbox, state_dir_for
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -33,4 +33,5 @@ __all__ = [
     "TimedOut",
     "UnavailableSandbox",
     "UnsupportedNetwork",
+    "state_dir_for",
 ]

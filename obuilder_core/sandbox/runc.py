@@ -1,5 +1,10 @@
 """The runc sandbox: each command runs as a fresh runc container over the step's rootfs.
 
+`state_dir_for(store_state)` says where a store's sandbox keeps its state: under
+`/run/obuilder/` (tmpfs) where it can, so that nothing of a container, a secret least of all,
+is written to disk, and so that a store on a FUSE filesystem (zfs-fuse) never stands between
+runc and its own state; else in the store's state dir.
+
 Layout of `state_dir`: `runc/` is runc's `--root` (one entry per live container) and
 `bundles/<id>/` holds a run's config.json, hosts file and secrets (mode 0700, never inside the
 rootfs). Container ids are `obuilder-<pid>-<process start time>-<random>`, so a later process
@@ -10,6 +15,7 @@ guards against a recycled pid) and remove them, without touching those of live p
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -54,6 +60,21 @@ NOFILE_CAP = 1 << 20
 SHIM = Path(__file__).with_name("shim.py")
 
 _ID_RE = re.compile(r"obuilder-(\d+)-(\d+)-[0-9a-f]+")
+
+
+RUN_DIR = Path("/run/obuilder")
+
+
+def state_dir_for(store_state: Path) -> Path:
+    """The sandbox state dir of the store whose state dir is `store_state` (see above)."""
+    key = hashlib.sha256(os.fsencode(store_state.absolute())).hexdigest()[:16]
+    try:
+        RUN_DIR.mkdir(mode=0o700, exist_ok=True)
+        if os.access(RUN_DIR, os.W_OK):
+            return RUN_DIR / f"sandbox-{key}"
+    except OSError:
+        pass
+    return store_state / "sandbox"
 
 
 def process_start_time(pid: int) -> int | None:

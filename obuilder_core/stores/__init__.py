@@ -18,11 +18,15 @@ _BACKENDS = {
 }
 
 
-def open_store(spec: str) -> Store:
-    """Open (creating if needed) the store named by `spec`, e.g. `btrfs:/var/cache/obuilder`."""
+def open_store(spec: str, *, sweep: bool = True) -> Store:
+    """Open (creating if needed) the store named by `spec`, e.g. `btrfs:/var/cache/obuilder`,
+    and sweep what dead processes left in it (unless `sweep` is False: see `Store.sweep`)."""
     kind, sep, arg = spec.partition(":")
     if not sep or kind not in _BACKENDS or not arg:
         kinds = ", ".join(f"{k}:" for k in _BACKENDS)
         raise StoreError(f"invalid store {spec!r}: expected KIND:ARG with KIND one of {kinds}")
     module = importlib.import_module(_BACKENDS[kind])
-    return module.open(arg)
+    store: Store = module.open(arg)
+    if sweep:
+        store.sweep()
+    return store

@@ -80,6 +80,13 @@ class Store(Protocol):
         """Delete cache `name`; raises CacheBusy if a backend cannot while it is in use."""
         ...
 
+    def sweep(self) -> None:
+        """Remove what dead processes left (temporaries of builds and caches, their mounts),
+        never what a live process uses. `open_store` calls it unless told not to: a builder
+        first removes the dead processes' containers, which may still use those temporaries.
+        """
+        ...
+
     def close(self) -> None:
         """Release what this process holds for the paths `result` returned (overlayfs unmounts
         views no other process uses). Those paths must not be used afterwards."""

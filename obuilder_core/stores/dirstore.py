@@ -48,7 +48,9 @@ class DirStore:
             (root / sub).mkdir(parents=True, exist_ok=True)
         self._result_tmp = TempArea(root / "result-tmp")
         self._cache_tmp = TempArea(root / "cache-tmp")
-        # Leftovers of crashed processes; live builds of other processes hold their locks.
+
+    def sweep(self) -> None:
+        """See `Store.sweep`: live builds of other processes hold their temporaries' locks."""
         self._result_tmp.sweep(self._remove)
         self._cache_tmp.sweep(self._remove)
 

@@ -362,7 +362,7 @@ class OverlayStore:
     # -- recovery ----------------------------------------------------------------------------
 
     def sweep(self) -> None:
-        """Remove what dead processes left: temporaries (and their mounts), stale views."""
+        """See `Store.sweep`: temporaries of dead processes (and their mounts), stale views."""
         self.tmp.sweep(_remove)
         self.cache_tmp.sweep(_remove)
         for view in (self.root / "view").iterdir():
@@ -378,5 +378,4 @@ def open(arg: str) -> OverlayStore:
         store = OverlayStore(root)
     except OSError as e:
         raise StoreError(f"overlayfs:{arg}: cannot create store: {e.strerror or e}") from None
-    store.sweep()
     return store

@@ -331,9 +331,9 @@ class ZfsStore:
         claim.path.unlink(missing_ok=True)
         claim.release()
 
-    def sweep(self) -> list[Path]:
-        """Destroy the datasets of builds and cache clones whose owner process died."""
-        return self.tmp.sweep(self._remove_leftover)
+    def sweep(self) -> None:
+        """See `Store.sweep`: the datasets of builds and cache clones of dead processes."""
+        self.tmp.sweep(self._remove_leftover)
 
     def _remove_leftover(self, marker: Path) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -398,6 +398,4 @@ def open(arg: str) -> ZfsStore:
             if made.returncode != 0 and b"already exists" not in made.stderr:
                 raise CommandError(["zfs", "create", name], made.returncode, made.stderr.decode())
         _mount(name)
-    store = ZfsStore(dataset, Path(mountpoint))
-    store.sweep()
-    return store
+    return ZfsStore(dataset, Path(mountpoint))

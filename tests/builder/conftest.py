@@ -10,7 +10,7 @@ import pytest
 
 from obuilder_core.builder import Builder, BuildResult, LogEvent
 from obuilder_core.images import LocalImages
-from obuilder_core.sandbox import RuncSandbox
+from obuilder_core.sandbox import RuncSandbox, state_dir_for
 from obuilder_core.spec import parse_spec
 from tests.fixtures.busybox import delete_containers
 from tests.fixtures.root import require_root, require_tool
@@ -56,7 +56,7 @@ def make_builder(store_spec: str, busybox_oci: Path) -> Builder:
 
 def kill_leftovers(builder: Builder) -> None:
     """Delete every runc container still in the builder's sandbox, then its bundles."""
-    state = builder.store.state_dir() / "sandbox"
+    state = state_dir_for(builder.store.state_dir())
     delete_containers(state / "runc")
     with contextlib.suppress(Exception):
         RuncSandbox(state).remove_leftovers()

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from obuilder_core.builder import Builder
+from tests.fixtures.busybox import runc_root
 from tests.fixtures.root import as_nobody
 
 REPO = Path(__file__).resolve().parents[2]
@@ -133,7 +134,7 @@ def test_a_stop_signal_cancels_the_build_and_waits_for_its_container(
     assert f"Cancelled at user's request ({signal.Signals(signum).name})" in err
     # Before any other command opens the store: no container, nothing half-built or cached.
     root = Path(store.partition(":")[2])
-    assert list((root / "state" / "sandbox" / "runc").iterdir()) == []
+    assert list(runc_root(store).iterdir()) == []
     assert [p.name for p in (root / "result-tmp").iterdir()] == [".locks"]
     again = obuilder(*argv, "--step-timeout", "1")
     assert "start" in again.stdout and "killed: step timeout 1s" in again.stderr  # not cached
@@ -171,8 +172,7 @@ def test_a_step_over_its_time_limit_fails_and_is_not_cached(store: str, tmp_path
             'Build step failed: "/bin/sh" "-c" "echo start; sleep 100000" killed: step timeout 2s\n'
         )
         assert r.stdout.endswith("start\n")  # ran again the second time: nothing was cached
-    state = Path(store.partition(":")[2]) / "state" / "sandbox" / "runc"
-    assert list(state.iterdir()) == []  # no container left behind
+    assert list(runc_root(store).iterdir()) == []  # no container left behind
 
 
 @pytest.mark.parametrize(

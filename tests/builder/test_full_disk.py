@@ -20,7 +20,10 @@ from tests.fixtures.root import require_root, require_tool
 REPO = Path(__file__).resolve().parents[2]
 SH = "(from busybox) (shell /bin/sh -c)"
 FILL = f'({SH} (run (shell "dd if=/dev/zero of=/big bs=1M")))'
-FILL_CACHE = f'({SH} (run (cache (big (target /c))) (shell "dd if=/dev/zero of=/c/big bs=1M")))'
+FILL_CACHE = (
+    f"({SH} (run (cache (big (target /c)))"
+    ' (shell "dd if=/dev/zero of=/c/big bs=1M count=180")))'
+)  # succeeds, leaving the disk almost full: the cache outlives the step
 SMALL = f'({SH} (run (shell "echo small")))'
 
 
@@ -81,9 +84,9 @@ def _free_pct(store: str) -> float:
 
 def test_a_cache_that_filled_the_disk_is_removed_by_clean(full_store: str, tmp_path: Path) -> None:
     filled = _build(full_store, tmp_path, "cache")
-    assert filled.returncode == 1 and "no space left on device" in filled.stderr
+    assert filled.returncode == 0, filled.stderr
     assert "caches: 1" in obuilder("df", "--store", full_store).stdout
-    assert _free_pct(full_store) < 40  # the cache outlives the step: it holds the disk
+    assert _free_pct(full_store) < 40  # the cache holds the disk
     kept = obuilder("clean", "--keep-free", "50", "--store", full_store)
     assert kept.returncode == 0 and "Removing cache big" in kept.stdout, kept.stdout
     assert _free_pct(full_store) > 60
@@ -92,7 +95,7 @@ def test_a_cache_that_filled_the_disk_is_removed_by_clean(full_store: str, tmp_p
 
 
 def test_delete_cache(full_store: str, tmp_path: Path) -> None:
-    assert _build(full_store, tmp_path, "cache").returncode == 1
+    assert _build(full_store, tmp_path, "cache").returncode == 0
     deleted = obuilder("delete-cache", "big", "--store", full_store)
     assert (deleted.returncode, deleted.stdout) == (0, "Removing cache big\n"), deleted.stderr
     assert "caches: 0" in obuilder("df", "--store", full_store).stdout

@@ -13,18 +13,18 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
+
+from tests.fixtures.busybox import runc_root
 
 SLOW = '((from busybox)\n (shell /bin/sh -c)\n (run (shell "echo {name}; sleep 100000")))\n'
 
 
 def _running(store: str) -> list[str]:
     """The ids of running containers in the store's sandbox."""
-    root = Path(store.partition(":")[2]) / "state" / "sandbox" / "runc"
     listed = subprocess.run(
-        ["runc", "--root", str(root), "list", "--format", "json"],
+        ["runc", "--root", str(runc_root(store)), "list", "--format", "json"],
         capture_output=True,
         text=True,
         check=False,
@@ -81,6 +81,5 @@ def test_a_stop_signal_cancels_every_step_and_waits_for_its_container(
         proc.wait()
     assert proc.returncode == 128 + signum, out
     assert _running(busybox_store) == []
-    runc_root = Path(busybox_store.partition(":")[2]) / "state" / "sandbox" / "runc"
-    assert list(runc_root.iterdir()) == []  # deleted, not just stopped
+    assert list(runc_root(busybox_store).iterdir()) == []  # deleted, not just stopped
     assert "Traceback" not in out
