@@ -26,6 +26,16 @@ class CommandError(ObuilderError):
         super().__init__(f"{' '.join(words)} failed: {detail}")
 
 
+class CommandTimeout(ObuilderError):
+    """An external command gave no answer within its time limit (it was killed)."""
+
+    def __init__(self, argv: Sequence[str], timeout: float) -> None:
+        self.argv = list(argv)
+        self.timeout = timeout
+        words = " ".join([argv[0].rsplit("/", 1)[-1], *argv[1:3]])
+        super().__init__(f"{words} gave no answer in {timeout:g}s")
+
+
 def run_cmd(
     argv: Sequence[str],
     *,
@@ -37,7 +47,8 @@ def run_cmd(
     """Run `argv`, capturing stdout and stderr.
 
     Raises CommandError (with the command's stderr) if it exits non-zero and `check` is set,
-    and ObuilderError if the program is not installed.
+    CommandTimeout if it runs longer than `timeout` seconds (it is killed), and ObuilderError
+    if the program is not installed.
     """
     log.debug("running %s", shlex.join(argv))
     try:
@@ -46,6 +57,8 @@ def run_cmd(
         )
     except FileNotFoundError:
         raise ObuilderError(f"{argv[0]}: command not found (is it installed?)") from None
+    except subprocess.TimeoutExpired:
+        raise CommandTimeout(argv, timeout or 0) from None
     if check and proc.returncode != 0:
         raise CommandError(argv, proc.returncode, proc.stderr.decode(errors="replace"))
     return proc

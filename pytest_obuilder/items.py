@@ -47,6 +47,7 @@ class BuilderSession:
                     fast_sync=self.settings.fast_sync,
                     registry_mirror=self.settings.registry_mirror,
                     limits=self.settings.limits,
+                    watch=True,
                 )
             except ObuilderError as e:
                 self._error = e

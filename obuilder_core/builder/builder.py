@@ -184,11 +184,12 @@ class Builder:
         fast_sync: bool = False,
         registry_mirror: str | None = None,
         limits: Limits = DEFAULT_LIMITS,
+        watch: bool = False,
     ) -> Builder:
         """A builder on store `store` (`KIND:ARG`; None: the default store) with runc.
 
         Without runc the store can still be maintained (delete, clean, df); a run or copy step
-        then fails saying runc is missing.
+        then fails saying runc is missing. `watch`: see `Store.watch` (for the CLI and pytest).
         """
         from obuilder_core.sandbox import (
             RuncSandbox,
@@ -200,6 +201,8 @@ class Builder:
 
         # Containers of dead processes go first, then the temporaries they may still use.
         opened = open_store(store or default_store_spec(), sweep=False)
+        if watch:
+            opened.watch()
         state = opened.state_dir()
         sandbox: Sandbox
         try:

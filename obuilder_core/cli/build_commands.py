@@ -283,6 +283,7 @@ def _open_builder(args: argparse.Namespace) -> Any:
         fast_sync=args.fast_sync,
         registry_mirror=args.registry_mirror,
         limits=limits_of(args),
+        watch=True,
     )
 
 
@@ -347,7 +348,7 @@ def _store_builder(args: argparse.Namespace) -> Any:
     """A builder for maintaining the store named by `--store` (runc is not needed)."""
     from obuilder_core.builder import Builder
 
-    return Builder.open(args.store)
+    return Builder.open(args.store, watch=True)
 
 
 def cmd_delete(args: argparse.Namespace) -> int:

@@ -87,6 +87,12 @@ class Store(Protocol):
         """
         ...
 
+    def watch(self) -> None:
+        """Watch, until `close()`, for a backend that stops answering (zfs-fuse): rather than
+        hang for ever, the process then ends with a one-line error. For long-lived users (the
+        CLI, the pytest plugin); a no-op where nothing can hang."""
+        ...
+
     def close(self) -> None:
         """Release what this process holds for the paths `result` returned (overlayfs unmounts
         views no other process uses). Those paths must not be used afterwards."""

@@ -192,6 +192,9 @@ class DirStore:
         finally:
             self._discard(old)
 
+    def watch(self) -> None:
+        """See `Store.watch`: nothing here can hang."""
+
     def close(self) -> None:
         """See `Store.close`: nothing is held for result paths here."""
 

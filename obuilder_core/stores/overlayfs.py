@@ -233,6 +233,9 @@ class OverlayStore:
         held shared by every process using it."""
         return self.root / "view" / f".{id}.{kind}"
 
+    def watch(self) -> None:
+        """See `Store.watch`: nothing here can hang."""
+
     def close(self) -> None:
         """Give up this process's views; unmount those no other process is using."""
         with self._views_lock:

@@ -23,11 +23,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from obuilder_core.process import CommandError, run_cmd
+from obuilder_core.process import CommandError, CommandTimeout, run_cmd
 from obuilder_core.stores.base import CacheBusy, CacheLease, StoreError
 from obuilder_core.stores.common import (
     TempArea,
@@ -41,6 +44,9 @@ from obuilder_core.stores.common import (
 log = logging.getLogger(__name__)
 
 SNAP = "snap"
+ZFS_TIMEOUT = 60.0
+"""Seconds any zfs command, or a look at a mounted dataset, may take before the daemon is
+declared wedged (zfs-fuse can stop answering, and then every access to its pools hangs)."""
 _BUSY_RETRIES = 50  # x 0.2 s: zfs-fuse may report "busy" for a moment after an unmount
 
 
@@ -53,18 +59,91 @@ def zfs_cache_name(name: str) -> str:
     return escape_cache_name(name).replace("%", ":")
 
 
+def zfs_timeout() -> float:
+    """Seconds a zfs command may take: `OBUILDER_ZFS_TIMEOUT`, default ZFS_TIMEOUT."""
+    try:
+        return float(os.environ.get("OBUILDER_ZFS_TIMEOUT", ZFS_TIMEOUT))
+    except ValueError:
+        return ZFS_TIMEOUT
+
+
+class NotResponding(StoreError):
+    """The zfs-fuse daemon does not answer: every access to its pools would hang."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"zfs: the zfs-fuse daemon is not responding ({detail})")
+
+
+def run_zfs(argv: list[str], *, check: bool = False) -> subprocess.CompletedProcess[bytes]:
+    """Run a zfs or zpool command, bounded: NotResponding if it gives no answer in time."""
+    try:
+        return run_cmd(argv, check=check, timeout=zfs_timeout())
+    except CommandTimeout as e:
+        raise NotResponding(str(e)) from None
+
+
+def probe(path: Path, timeout: float | None = None) -> None:
+    """Raise NotResponding unless a look at `path` (on a zfs-fuse mount) answers in time.
+
+    The look runs in a thread of its own: a thread waiting on a wedged FUSE daemon cannot be
+    interrupted, so it is left behind rather than taking the caller with it.
+    """
+    limit = zfs_timeout() if timeout is None else timeout
+    answered = threading.Event()
+
+    def look() -> None:
+        with contextlib.suppress(OSError):
+            os.stat(path)
+        answered.set()
+
+    threading.Thread(target=look, name="zfs-probe", daemon=True).start()
+    if not answered.wait(limit):
+        raise NotResponding(f"a look at {path} gave no answer in {limit:g}s")
+
+
+class Watchdog:
+    """Looks at a zfs store's mountpoint every `every` seconds while it runs. If zfs-fuse
+    stops answering, every thread touching the store is stuck for good: it says so in one line
+    and ends the process (exit 75, EX_TEMPFAIL) instead of hanging. The next open of the
+    store, once the daemon answers again, sweeps what the process left."""
+
+    EXIT_CODE = 75
+
+    def __init__(self, path: Path, every: float | None = None) -> None:
+        self.path = path
+        self.every = min(5.0, zfs_timeout()) if every is None else every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="zfs-watchdog", daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                probe(self.path)
+                run_zfs(["zpool", "list", "-H", "-o", "name"])
+            except NotResponding as e:
+                if self._stop.is_set():
+                    return
+                print(f"obuilder: error: {e}; giving up", file=sys.stderr, flush=True)
+                os._exit(self.EXIT_CODE)
+
+    def stop(self) -> None:
+        """Stop watching (the store is closed)."""
+        self._stop.set()
+
+
 def _zfs(*args: str, check: bool = True) -> str:
-    return run_cmd(["zfs", *args], check=check).stdout.decode()
+    return run_zfs(["zfs", *args], check=check).stdout.decode()
 
 
 def _exists(name: str) -> bool:
-    return run_cmd(["zfs", "list", "-H", "-o", "name", name], check=False).returncode == 0
+    return run_zfs(["zfs", "list", "-H", "-o", "name", name]).returncode == 0
 
 
 def _retry_busy(*args: str) -> None:
     """Run `zfs ARGS`, retrying while zfs-fuse says the dataset is busy."""
     for attempt in range(_BUSY_RETRIES):
-        proc = run_cmd(["zfs", *args], check=False)
+        proc = run_zfs(["zfs", *args])
         if proc.returncode == 0:
             return
         err = proc.stderr.decode(errors="replace")
@@ -82,7 +161,7 @@ def _unmount(name: str) -> None:
 
 
 def _mount(name: str) -> None:
-    proc = run_cmd(["zfs", "mount", name], check=False)
+    proc = run_zfs(["zfs", "mount", name])
     if proc.returncode != 0 and b"already mounted" not in proc.stderr:
         raise CommandError(["zfs", "mount", name], proc.returncode, proc.stderr.decode())
 
@@ -135,6 +214,7 @@ class ZfsStore:
         self.heads = root / "cache-head"
         self.gens.mkdir(exist_ok=True)
         self.heads.mkdir(exist_ok=True)
+        self._watchdog: Watchdog | None = None
 
     # -- steps -------------------------------------------------------------------------------
 
@@ -295,8 +375,16 @@ class ZfsStore:
             _destroy(old, "-r")
             _zfs("destroy", "-d", f"{clone}@g{gen0}")
 
+    def watch(self) -> None:
+        """See `Store.watch`: a Watchdog on the mountpoint until `close()`."""
+        if self._watchdog is None:
+            self._watchdog = Watchdog(self.root)
+
     def close(self) -> None:
-        """See `Store.close`: nothing is held for result paths here."""
+        """See `Store.close`: stop the watchdog; nothing is held for result paths."""
+        if self._watchdog is not None:
+            self._watchdog.stop()
+            self._watchdog = None
 
     def delete_cache(self, name: str) -> None:
         """Destroy cache `name`; CacheBusy while clones of it are in use."""
@@ -375,7 +463,7 @@ def open(arg: str) -> ZfsStore:
     dataset = arg.strip("/")
     if not dataset:
         raise StoreError("zfs: expected zfs:DATASET, e.g. zfs:tank or zfs:tank/obuilder")
-    proc = run_cmd(["zfs", "get", "-H", "-o", "value", "mountpoint", dataset], check=False)
+    proc = run_zfs(["zfs", "get", "-H", "-o", "value", "mountpoint", dataset])
     if proc.returncode != 0:
         err = proc.stderr.decode(errors="replace").strip().splitlines()
         why = err[-1] if err else "zfs failed"
@@ -384,6 +472,7 @@ def open(arg: str) -> ZfsStore:
     if not mountpoint.startswith("/"):
         raise StoreError(f"zfs:{arg}: dataset {dataset!r} is not mounted (mountpoint={mountpoint})")
     _mount(dataset)
+    probe(Path(mountpoint))  # the daemon answers commands; does it answer file requests too?
     try:
         seal_root(Path(mountpoint))
     except OSError as e:
@@ -394,7 +483,7 @@ def open(arg: str) -> ZfsStore:
         opts = ["-o", "setuid=off", "-o", "devices=off"] if child == "result" else []
         name = f"{dataset}/{child}"
         if not _exists(name):
-            made = run_cmd(["zfs", "create", *opts, name], check=False)
+            made = run_zfs(["zfs", "create", *opts, name])
             if made.returncode != 0 and b"already exists" not in made.stderr:
                 raise CommandError(["zfs", "create", name], made.returncode, made.stderr.decode())
         _mount(name)
