@@ -22,6 +22,7 @@ import os
 import sys
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
+from typing import NoReturn
 
 from obuilder_core.cli.stopping import Stopped, stop_signals
 from obuilder_core.errors import ObuilderError
@@ -89,9 +90,16 @@ def _version() -> str:
         return "unknown"
 
 
+class _ArgumentParser(argparse.ArgumentParser):
+    """argparse, except that bad usage is one line, as every other error is."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{PROG}: error: {message}; see {self.prog} --help\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full `obuilder` parser, with every module of SUBCOMMAND_MODULES registered."""
-    parser = argparse.ArgumentParser(
+    parser = _ArgumentParser(
         prog=PROG, description="Build OBuilder specs: cached, sandboxed build steps."
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {_version()}")

@@ -96,6 +96,11 @@ class LocalImages:
         tmp = Path(tempfile.mkdtemp(prefix=f"{_TMP}{os.getpid()}-", dir=self.root))
         try:
             image = self._read_source(kind, source, tmp / "src", where)
+            # Apply the layers once, with the code and checks every build uses: a layer with
+            # `..`, an absolute path or a write through a symlink is refused now, naming its
+            # entry, not at the first build of an image that was accepted.
+            (tmp / "check").mkdir()
+            apply_layers(tmp / "check", image.layers, lambda _: None, where=where)
             dest = tmp / "layout"
             info = _write_layout(dest, key, image, where)
             if ref.digest and info.digest != ref.digest:

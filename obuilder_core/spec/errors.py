@@ -28,6 +28,16 @@ class SpecError(ObuilderError):
         return f"{where}{self.message}{tail}"
 
 
+CLIP = 60
+"""Characters of the user's own text that a message repeats, at most."""
+
+
+def clip(text: str, limit: int = CLIP) -> str:
+    """`text` cut to `limit` characters (ending in `...`), so that a message stays one
+    readable line whatever the input (a 100,000-digit uid, say)."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def quoted_list(names: Iterable[str], conj: str = "or") -> str:
     """`a`, `a or b`, `a, b or c`: names joined for a message."""
     items = list(names)

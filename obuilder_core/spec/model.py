@@ -7,11 +7,12 @@ part in equality, so a spec parsed from its canonical printing compares equal to
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class Pos:
-    """Where a form starts in a spec file (1-based line and column)."""
+class Pos(NamedTuple):
+    """Where a form starts in a spec file (1-based line and column). A named tuple: a big
+    spec has one per form, and a tuple is much cheaper to make than a frozen dataclass."""
 
     file: str
     line: int

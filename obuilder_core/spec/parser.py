@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn, TypeVar
 
-from obuilder_core.spec.errors import SpecError, did_you_mean, quoted_list
+from obuilder_core.spec.errors import SpecError, clip, did_you_mean, quoted_list
 from obuilder_core.spec.model import (
     BuildkitOptions,
     Cache,
@@ -37,7 +37,16 @@ from obuilder_core.spec.model import (
     Workdir,
 )
 from obuilder_core.spec.printer import one_line, op_to_sexp
-from obuilder_core.spec.reader import Atom, Sexp, SList, escape, format_atom, head, read_sexp
+from obuilder_core.spec.reader import (
+    Atom,
+    Sexp,
+    SList,
+    escape,
+    format_atom,
+    head,
+    many_objects,
+    read_sexp,
+)
 
 OPS = ("comment", "workdir", "shell", "run", "copy", "user", "env")
 RUN_FIELDS = ("cache", "network", "secrets", "uncached", "shell")
@@ -71,7 +80,12 @@ def _fail(form: Sexp, message: str, hint: str | None = None) -> NoReturn:
 
 
 def _quote_name(name: str) -> str:
-    return f'"{escape(name)}"'
+    return clip(f'"{escape(name)}"')
+
+
+def quote(value: str) -> str:
+    """`value` as the spec would write it, clipped for a message."""
+    return clip(format_atom(value))
 
 
 def _where(pos: Pos | None) -> str:
@@ -103,6 +117,14 @@ class _Parser:
 
     def __init__(self) -> None:
         self.errors: list[SpecError] = []
+        self.handlers: dict[str, Callable[[SList], Op]] = {
+            "comment": self.comment,
+            "workdir": self.workdir,
+            "shell": self.shell,
+            "run": self.run,
+            "user": self.user,
+            "env": self.env,
+        }
 
     def attempt(self, fn: Callable[..., T], *args: object) -> T | None:
         """`fn(*args)`, or None after recording why it failed."""
@@ -125,7 +147,6 @@ class _Parser:
         from_form: SList | None = None
         image: str | None = None
         ops: list[Op] = []
-        has_from = any(head(item) == "from" for item in form.items)
         visible = scope
         stray = False  # an operation before (from): its error already says (from) is missing
         for item in form.items:
@@ -142,6 +163,7 @@ class _Parser:
                 visible = scope + tuple(names)  # the stages an operation's copy may name
             elif from_form is None:
                 stray = True
+                has_from = any(head(x) == "from" for x in form.items)  # only for the hint
                 self.attempt(self.before_from, item, has_from)
             else:
                 op = self.attempt(self.op, item, visible)
@@ -226,39 +248,35 @@ class _Parser:
                 f"second (from ...) in one spec: {show(form)}",
                 "a spec has one (from IMAGE); put other stages in (build NAME SPEC) before it",
             )
-        handlers: dict[str, Callable[[SList], Op]] = {
-            "comment": self.comment,
-            "workdir": self.workdir,
-            "shell": self.shell,
-            "run": self.run,
-            "user": self.user,
-            "env": self.env,
-        }
         assert isinstance(form, SList)
         if name == "copy":
             return self.copy(form, scope)
-        if name in handlers:
-            return handlers[name](form)
+        handler = self.handlers.get(name)
+        if handler is not None:
+            return handler(form)
         if name.lower() in OPS:
             hint = f"did you mean {name.lower()}? operation names are lower case"
         else:
             hint = did_you_mean(name, OPS) or f"operations are {quoted_list(OPS)}"
-        _fail(form, f"unknown operation {format_atom(name)} in {show(form)}", hint)
+        _fail(form, f"unknown operation {quote(name)} in {show(form)}", hint)
 
     def one_atom(self, form: SList, what: str, example: str) -> str:
         """The single atom argument of `(NAME X)`."""
         args = form.items[1:]
         if len(args) == 1 and isinstance(args[0], Atom):
             return args[0].value
-        name = format_atom(head(form) or "")
+        name = quote(head(form) or "")
         hint = f"e.g. {example}"
         if len(args) > 1 and all(isinstance(a, Atom) for a in args):
             joined = " ".join(a.value for a in args if isinstance(a, Atom))
-            hint = f"quote it: ({name} {format_atom(joined)})"
+            hint = f"quote it: ({name} {quote(joined)})"
         _fail(form, f"{show(form)}: expected exactly one {what}", hint)
 
     def atoms(self, form: SList) -> tuple[str, ...]:
         """The arguments of `(NAME X...)`, all of which must be atoms."""
+        fast = form.values(1)
+        if fast is not None:
+            return tuple(fast)
         values = []
         for arg in form.items[1:]:
             if not isinstance(arg, Atom):
@@ -286,7 +304,7 @@ class _Parser:
         hint = "e.g. (env PATH /usr/local/bin:/usr/bin:/bin)"
         if len(args) > 2 and all(isinstance(a, Atom) for a in args):
             key, *rest = (a.value for a in args if isinstance(a, Atom))
-            hint = f"quote the value: (env {format_atom(key)} {format_atom(' '.join(rest))})"
+            hint = f"quote the value: (env {quote(key)} {quote(' '.join(rest))})"
         _fail(form, f"{show(form)}: expected (env NAME VALUE)", hint)
 
     # --- record-like forms -------------------------------------------------------------------
@@ -314,7 +332,7 @@ class _Parser:
             elif name not in allowed:
                 self.errors.append(
                     SpecError(
-                        f"unknown field {format_atom(name)} in {label}",
+                        f"unknown field {quote(name)} in {label}",
                         item.pos,
                         did_you_mean(name, allowed) or f"its fields are {shapes}",
                     )
@@ -322,7 +340,7 @@ class _Parser:
             elif name in seen:
                 self.errors.append(
                     SpecError(
-                        f"duplicate field ({format_atom(name)} ...) in {label}",
+                        f"duplicate field ({quote(name)} ...) in {label}",
                         item.pos,
                         f"it is already given at {_where(seen[name].pos)}",
                     )
@@ -384,7 +402,7 @@ class _Parser:
             _fail(
                 form,
                 f"expected a {kind} mount (ID (target PATH)), found the atom {show(form)}",
-                f"write ({format_atom(form.value)} (target /path))",
+                f"write ({quote(form.value)} (target /path))",
             )
         if not form.items or not isinstance(form.items[0], Atom):
             _fail(
@@ -393,7 +411,7 @@ class _Parser:
                 "e.g. (my-id (target /path))",
             )
         ident = form.items[0].value
-        label = f"{kind} {format_atom(ident)}"
+        label = f"{kind} {quote(ident)}"
         before = len(self.errors)
         fields = self.fields(form.items[1:], label, MOUNT_FIELDS)
         target = None
@@ -404,7 +422,7 @@ class _Parser:
                 SpecError(
                     f"{label} is missing its (target PATH) field",
                     form.pos,
-                    f"e.g. ({format_atom(ident)} (target /path))",
+                    f"e.g. ({quote(ident)} (target /path))",
                 )
             )
         options = self.attempt(self.buildkit_options, fields.get("buildkit_options"))
@@ -467,9 +485,9 @@ class _Parser:
                 return FromBuild(build.items[1].value)
         hint = None
         if len(args) == 1 and isinstance(args[0], Atom):
-            hint = f"to copy from a stage, write (from (build {format_atom(args[0].value)}))"
+            hint = f"to copy from a stage, write (from (build {quote(args[0].value)}))"
         elif len(args) == 2 and isinstance(args[1], Atom) and Atom("build") == args[0]:
-            hint = f"write (from (build {format_atom(args[1].value)}))"
+            hint = f"write (from (build {quote(args[1].value)}))"
         _fail(form, f"expected (from context) or (from (build NAME)), found {show(form)}", hint)
 
     def user(self, form: SList) -> SetUser:
@@ -503,7 +521,7 @@ class _Parser:
         if _UINT.fullmatch(value) and int(value) <= MAX_ID:
             return int(value)
         arg = form.items[1]
-        _fail(arg, f"{name} must be a whole number from 0 to {MAX_ID}, found {format_atom(value)}")
+        _fail(arg, f"{name} must be a whole number from 0 to {MAX_ID}, found {quote(value)}")
 
 
 # --- entry points --------------------------------------------------------------------------
@@ -532,7 +550,8 @@ def parse_spec(text: str | bytes, filename: str = "<spec>") -> Spec:
     """The spec written in `text`; raises SpecError (only) for its first problem."""
     form = read_sexp(text, filename)
     parser = _Parser()
-    spec = parser.attempt(parser.spec, form, ())
+    with many_objects():
+        spec = parser.attempt(parser.spec, form, ())
     if parser.errors:
         raise _in_document_order(parser.errors)[0]
     if spec is None:  # every failure path records an error; this guards the promise

@@ -10,10 +10,13 @@ nested more than MAX_DEPTH deep are refused instead.
 from __future__ import annotations
 
 import bisect
+import contextlib
+import gc
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from obuilder_core.spec.errors import SpecError
+from obuilder_core.spec.errors import SpecError, clip
 from obuilder_core.spec.model import Pos
 
 # A real spec nests about 8 deep per stage; this leaves room for dozens of nested stages.
@@ -21,6 +24,50 @@ MAX_DEPTH = 100
 
 WHITESPACE = " \t\n\r\f"
 _ATOM_END = re.compile(r"[ \t\n\r\f()\";]")
+# One token after blanks: parentheses, a string without escapes, a run of plain atoms, or
+# the start of something rarer (`;` comment, escaped string, `#|`, `#;`: at a token's start
+# only; inside an atom they are an error or plain characters, as in sexplib).
+_TOKEN = re.compile(
+    r"""[ \t\n\r\f]*(?:
+      (?P<open>\()
+    | (?P<close>\))
+    | (?P<plain>"[^"\\]*")
+    | (?P<other>[;"]|\#[|;])
+    | (?P<atoms>[^ \t\n\r\f()";](?:[^()";]*[^ \t\n\r\f()";])?)
+    )""",
+    re.VERBOSE,
+)
+# A `#|` or `#;` at the start of a token, inside a run matched as atoms: it ends the run.
+_COMMENT_START = re.compile(r"(?<![^ \t\n\r\f])\#[|;]")
+_OPEN, _CLOSE, _PLAIN, _OTHER, _ATOMS = range(1, 6)  # _TOKEN's groups, by number
+_LAZY_WORDS = 16  # runs longer than this stay strings until someone asks for their Atoms
+_WORD = re.compile(r"[^ \t\n\r\f]+")
+# Characters str.split() takes for blanks that are atom characters in a spec.
+_OTHER_BLANKS = re.compile("[\v\x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]")
+
+
+def _words(chunk: str) -> list[str]:
+    """The atoms of a run of blanks and atoms (str.split where it agrees with the syntax)."""
+    if _OTHER_BLANKS.search(chunk) is None:
+        return chunk.split()
+    return _WORD.findall(chunk)
+
+
+class _Run:
+    """Where the atoms of one run were read, for their positions (worked out when asked)."""
+
+    __slots__ = ("chunk", "reader", "start")
+
+    def __init__(self, reader: _Reader, start: int, chunk: str) -> None:
+        self.reader, self.start, self.chunk = reader, start, chunk
+
+    def pos(self, index: int) -> Pos:
+        for k, m in enumerate(_WORD.finditer(self.chunk)):
+            if k == index:
+                return self.reader.pos(self.start + m.start())
+        raise IndexError(index)
+
+
 _STRING_SPECIAL = re.compile(r"[\"\\]")
 _SIMPLE_ESCAPES = {
     "\\": "\\",
@@ -66,21 +113,140 @@ def format_atom(s: str) -> str:
     return f'"{escape(s)}"' if needs_quotes(s) else s
 
 
-@dataclass(frozen=True)
-class Atom:
-    """An atom; `quoted` tells whether it was written as a `"..."` string."""
+class _Located:
+    """A form that knows where it starts; the line and column are worked out when asked for
+    (most forms of a big spec are never asked), from the offset the reader recorded."""
 
-    value: str
-    pos: Pos | None = field(default=None, compare=False)
-    quoted: bool = field(default=False, compare=False)
+    __slots__ = ("_off", "_pos", "_src")
+    _pos: Pos | None
+    _src: _Reader | _Run | None
+    _off: int  # an offset in the text (_Reader), or the atom's index in its run (_Run)
+
+    @property
+    def pos(self) -> Pos | None:
+        """Where the form starts in its file (None for forms made by code)."""
+        if self._pos is None and self._src is not None:
+            self._pos = self._src.pos(self._off)
+            self._src = None
+        return self._pos
 
 
-@dataclass(frozen=True)
-class SList:
-    """A parenthesised list of forms."""
+class Atom(_Located):
+    """An atom; `quoted` tells whether it was written as a `"..."` string. Read-only; atoms
+    are equal when their values are (position and quoting aside)."""
 
-    items: tuple[Sexp, ...]
-    pos: Pos | None = field(default=None, compare=False)
+    __slots__ = ("quoted", "value")
+
+    def __init__(
+        self,
+        value: str,
+        pos: Pos | None = None,
+        quoted: bool = False,
+        _src: _Reader | _Run | None = None,
+        _off: int = 0,
+    ) -> None:
+        self.value = value
+        self.quoted = quoted
+        self._pos, self._src, self._off = pos, _src, _off
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Atom) and other.value == self.value
+
+    def __hash__(self) -> int:
+        return hash(self.value)
+
+    def __repr__(self) -> str:
+        return f"Atom({self.value!r})"
+
+
+class SList(_Located):
+    """A parenthesised list of forms. Read-only; equal when their items are.
+
+    A list the reader made may hold long runs of plain atoms as plain strings (`_Words`):
+    `items` makes their Atoms when first asked, and `values()` gives the strings without
+    making any, which is what keeps a list of a million atoms cheap to read and parse.
+    """
+
+    __slots__ = ("_items", "_parts")
+
+    def __init__(
+        self,
+        items: tuple[Sexp, ...],
+        pos: Pos | None = None,
+        _src: _Reader | _Run | None = None,
+        _off: int = 0,
+        _parts: list[Sexp | _Words] | None = None,
+    ) -> None:
+        self._items: tuple[Sexp, ...] | None = items if _parts is None else None
+        self._parts = _parts
+        self._pos, self._src, self._off = pos, _src, _off
+
+    @property
+    def items(self) -> tuple[Sexp, ...]:
+        """The forms in the list."""
+        if self._items is None:
+            out: list[Sexp] = []
+            for part in self._parts or ():
+                if isinstance(part, _Words):
+                    out.extend(part.atoms())
+                else:
+                    out.append(part)
+            self._items, self._parts = tuple(out), None
+        return self._items
+
+    def head(self) -> str | None:
+        """The value of the first item if it is an atom (`run` for `(run ...)`), else None."""
+        if self._parts is not None:
+            first = self._parts[0] if self._parts else None
+            if isinstance(first, _Words):
+                return first.words[0]
+        else:
+            first = self._items[0] if self._items else None
+        return first.value if isinstance(first, Atom) else None
+
+    def values(self, start: int = 0) -> list[str] | None:
+        """The values of `items[start:]` if they are all atoms, else None."""
+        if self._parts is None:
+            tail = self.items[start:]
+            if all(isinstance(x, Atom) for x in tail):
+                return [x.value for x in tail]  # type: ignore[union-attr]
+            return None
+        out: list[str] = []
+        skip = start
+        for part in self._parts:
+            if isinstance(part, _Words):
+                words = part.words[skip:] if skip else part.words
+                skip = max(0, skip - len(part.words))
+                out.extend(words)
+            elif skip:
+                skip -= 1
+            elif isinstance(part, Atom):
+                out.append(part.value)
+            else:
+                return None
+        return out
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SList) and other.items == self.items
+
+    def __hash__(self) -> int:
+        return hash(self.items)
+
+    def __repr__(self) -> str:
+        return f"SList({self.items!r})"
+
+
+class _Words:
+    """A run of plain atoms read as strings; Atoms are made only when asked for."""
+
+    __slots__ = ("run", "words")
+
+    def __init__(self, run: _Run, words: list[str]) -> None:
+        self.run, self.words = run, words
+
+    def atoms(self) -> list[Atom]:
+        run = self.run
+        return [Atom(w, None, False, run, k) for k, w in enumerate(self.words)]
 
 
 Sexp = Atom | SList
@@ -88,15 +254,24 @@ Sexp = Atom | SList
 
 def head(form: Sexp) -> str | None:
     """The leading atom of a list form (`run` for `(run ...)`), else None."""
-    if isinstance(form, SList) and form.items and isinstance(form.items[0], Atom):
-        return form.items[0].value
-    return None
+    return form.head() if isinstance(form, SList) else None
 
 
 def decode_source(data: str | bytes, filename: str) -> str:
     """The text of a spec file; bytes that are not UTF-8 raise SpecError naming line:col."""
     if isinstance(data, str):
         text = data
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as e:  # a lone surrogate: not text, and no file can hold it
+            prefix = text[: e.start]
+            line_start = prefix.rfind("\n") + 1
+            pos = Pos(filename, prefix.count("\n") + 1, e.start - line_start + 1)
+            raise SpecError(
+                f"invalid character U+{ord(text[e.start]):04X} (a lone surrogate)",
+                pos,
+                "spec text must be Unicode text that UTF-8 can encode",
+            ) from None
     else:
         try:
             text = data.decode("utf-8")
@@ -112,10 +287,24 @@ def decode_source(data: str | bytes, filename: str) -> str:
     return text.removeprefix("\ufeff")
 
 
+@contextlib.contextmanager
+def many_objects() -> Iterator[None]:
+    """Reading or parsing a big spec makes a million small objects that form no cycles; the
+    cyclic collector would scan them over and over while they are made (half the time)."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
+
+
 def read_sexp(data: str | bytes, filename: str = "<spec>") -> Sexp:
     """Read exactly one S-expression from `data`; anything else raises SpecError."""
     text = decode_source(data, filename)
-    forms = _Reader(text, filename).read_all()
+    with many_objects():
+        forms = _Reader(text, filename).read_all()
     if not forms:
         raise SpecError(
             "the spec file is empty", Pos(filename, 1, 1), "a spec looks like ((from IMAGE) OP...)"
@@ -131,11 +320,13 @@ def read_sexp(data: str | bytes, filename: str = "<spec>") -> Sexp:
 
 @dataclass
 class _Frame:
-    """A list being read: where it opened, its items so far, pending `#;` comments."""
+    """A list being read: where it opened, its items so far (runs of atoms left as `_Words`
+    when `lazy`), pending `#;` comments."""
 
     start: int
-    items: list[Sexp] = field(default_factory=list)
+    items: list[Sexp | _Words] = field(default_factory=list)
     skips: list[int] = field(default_factory=list)
+    lazy: bool = False
 
 
 class _Reader:
@@ -155,38 +346,100 @@ class _Reader:
         return SpecError(message, self.pos(offset), hint)
 
     def read_all(self) -> list[Sexp]:
+        """Every top-level form. A run of plain atoms between two other tokens (parentheses,
+        strings, comments) is one regex match split in one call, which is what makes a spec
+        of a million atoms quick to read; the rare tokens go through the methods below."""
         frames = [_Frame(-1)]
+        top = frames[0]
         text = self.text
+        i = 0
         while True:
-            self.skip_blanks_and_comments()
-            if self.i >= len(text):
-                break
-            c = text[self.i]
-            if c == "(":
-                if len(frames) > MAX_DEPTH:
-                    raise self.error(self.i, f"lists are nested more than {MAX_DEPTH} deep")
-                frames.append(_Frame(self.i))
-                self.i += 1
-            elif c == ")":
-                if len(frames) == 1:
-                    raise self.error(self.i, "unexpected ')' with no matching '('")
-                frame = frames.pop()
-                if frame.skips:
-                    raise self.error(frame.skips[-1], "'#;' comments out nothing before ')'")
-                self.emit(frames[-1], SList(tuple(frame.items), self.pos(frame.start)))
-                self.i += 1
-            elif text.startswith("#;", self.i):
-                frames[-1].skips.append(self.i)
-                self.i += 2
-            elif c == '"':
-                self.emit(frames[-1], self.read_string())
+            for m in _TOKEN.finditer(text, i):
+                kind = m.lastindex
+                if kind == _ATOMS:
+                    start = m.start(_ATOMS)
+                    stop = self._plain_atoms(top, start, m[_ATOMS], text[m.end() : m.end() + 1])
+                    if stop is None:
+                        continue
+                    self.i = stop  # a comment starts inside the run: go on from there
+                    break
+                if kind == _PLAIN:  # a string without escapes: the usual case
+                    start = m.start(_PLAIN)
+                    form: Sexp = Atom(text[start + 1 : m.end() - 1], None, True, self, start)
+                elif kind == _OPEN:
+                    start = m.start(_OPEN)
+                    if len(frames) > MAX_DEPTH:
+                        raise self.error(start, f"lists are nested more than {MAX_DEPTH} deep")
+                    top = _Frame(start)
+                    frames.append(top)
+                    continue
+                elif kind == _CLOSE:
+                    if len(frames) == 1:
+                        raise self.error(m.start(_CLOSE), "unexpected ')' with no matching '('")
+                    done = frames.pop()
+                    if done.skips:
+                        raise self.error(done.skips[-1], "'#;' comments out nothing before ')'")
+                    top = frames[-1]
+                    if done.lazy:
+                        form = SList((), None, self, done.start, done.items)
+                    else:
+                        form = SList(tuple(done.items), None, self, done.start)  # type: ignore[arg-type]
+                else:  # comments, escaped strings, `#;`: the careful paths below, then on
+                    self.i = m.start(_OTHER)
+                    break
+                if top.skips:
+                    top.skips.pop()  # `#;` swallows the next complete form at its own level
+                else:
+                    top.items.append(form)
             else:
-                self.emit(frames[-1], self.read_atom())
+                break  # the end of the text
+            if text[self.i] == '"':
+                self.emit(top, self.read_string())
+            elif text.startswith("#;", self.i):
+                top.skips.append(self.i)
+                self.i += 2
+            else:
+                self.skip_blanks_and_comments()
+            i = self.i
         if len(frames) > 1:
             raise self.error(frames[-1].start, "this '(' is never closed", "add the missing ')'")
         if frames[0].skips:
             raise self.error(frames[0].skips[-1], "'#;' comments out nothing before the end")
         return frames[0].items
+
+    def _plain_atoms(self, frame: _Frame, start: int, chunk: str, after: str) -> int | None:
+        """Add the plain atoms of `chunk` (text at offset `start` without parentheses, quotes
+        or `;`; `after` is the character that follows it). If a `#|` or `#;` comment starts
+        inside it, add the atoms before it and return the comment's offset; else None."""
+        stop = None
+        if "#" in chunk and (m := _COMMENT_START.search(chunk + after)) is not None:
+            stop, chunk = start + m.start(), chunk[: m.start()]
+        words = _words(chunk)
+        if not words:
+            return stop
+        if "#|" in chunk or "|#" in chunk:
+            self.i = start + min(at for at in (chunk.find("#|"), chunk.find("|#")) if at >= 0)
+            while self.i > start and chunk[self.i - start - 1] not in WHITESPACE:
+                self.i -= 1  # back to the start of that atom
+            self.read_atom()  # raises, naming the position
+        if len(words) == 1:
+            atoms = [Atom(words[0], None, False, self, start)]
+        elif len(words) > _LAZY_WORDS and frame.start >= 0 and not frame.skips:
+            frame.items.append(_Words(_Run(self, start, chunk), words))
+            frame.lazy = True
+            return stop
+        else:
+            run = _Run(self, start, chunk)
+            atoms = [Atom(w, None, False, run, k) for k, w in enumerate(words)]
+        if frame.skips:
+            for atom in atoms:
+                self.emit(frame, atom)
+        else:
+            frame.items.extend(atoms)
+        return stop
+
+    def _atom(self, value: str, offset: int, quoted: bool) -> Atom:
+        return Atom(value, None, quoted, self, offset)
 
     @staticmethod
     def emit(frame: _Frame, form: Sexp) -> None:
@@ -237,11 +490,10 @@ class _Reader:
         for bad in ("#|", "|#"):
             at = value.find(bad)
             if at >= 0:
-                raise self.error(
-                    start + at, f"'{bad}' inside an atom", f"quote the atom: {format_atom(value)}"
-                )
+                hint = f"quote the atom: {clip(format_atom(value))}"
+                raise self.error(start + at, f"'{bad}' inside an atom", hint)
         self.i = end
-        return Atom(value, self.pos(start))
+        return self._atom(value, start, False)
 
     def read_string(self) -> Atom:
         start = self.i
@@ -266,7 +518,7 @@ class _Reader:
                 "this string's escapes do not form UTF-8 text",
                 "\\ddd and \\xhh escapes must spell UTF-8 bytes",
             ) from None
-        return Atom(value, self.pos(start), quoted=True)
+        return self._atom(value, start, True)
 
     def _escape(self, i: int, out: bytearray) -> int:
         """Decode the escape at text[i] == '\\' into `out`; return the offset after it."""

@@ -13,7 +13,16 @@ import pytest
 from obuilder_core.errors import ObuilderError
 from obuilder_core.images.base import ImageConfig, ImageError, ImageNotFound
 from obuilder_core.images.local import LocalImages, escape_name
-from tests.images.ocibuild import compress, directory, file, layer_tar, simple_layout, tree
+from tests.images.ocibuild import (
+    Entry,
+    compress,
+    directory,
+    file,
+    layer_tar,
+    simple_layout,
+    symlink,
+    tree,
+)
 
 CONFIG = {"Env": ["PATH=/bin", "GREETING=a=b"], "WorkingDir": "/srv", "User": "1000:1000"}
 EXPECTED_CONFIG = ImageConfig(
@@ -228,3 +237,24 @@ def test_pinned_name_must_match_digest(images: LocalImages, tmp_path: Path) -> N
     with pytest.raises(ImageError, match=f"image digest is {digest}, not {wrong}"):
         images.import_(f"pinned@{wrong}", tmp_path / "layout")
     assert images.import_(f"pinned@{digest}", tmp_path / "layout").name == f"pinned@{digest}"
+
+
+@pytest.mark.parametrize(
+    ("layers", "message"),
+    [
+        ([[file("../escaped", "x")]], r"layer entry '\.\./escaped' contains '\.\.'"),
+        ([[file("/tmp/abs", "x")]], r"layer entry '/tmp/abs' has an absolute path"),
+        (
+            [[symlink("etc", "/etc")], [file("etc/passwd", "root::0:0::/:/bin/sh")]],
+            r"layer entry 'etc/passwd' goes through symlink 'etc'",
+        ),
+    ],
+    ids=["dotdot", "absolute", "write-through-symlink"],
+)
+def test_a_layer_that_escapes_is_refused_at_import(
+    images: LocalImages, tmp_path: Path, layers: list[list[Entry]], message: str
+) -> None:
+    simple_layout(tmp_path / "layout", layers)
+    with pytest.raises(ImageError, match=rf"^image import {tmp_path / 'layout'}: {message}"):
+        images.import_("evil", tmp_path / "layout")
+    assert images.ls() == []  # nothing half-imported

@@ -141,3 +141,58 @@ def test_nesting_up_to_the_limit_reads() -> None:
 def test_long_flat_input_is_fine() -> None:
     ops = " ".join(f"(env K{i} {i})" for i in range(20_000))
     assert len(parse_spec(f"((from a) {ops})").ops) == 20_000
+
+
+def test_a_long_run_of_atoms_reads_lazily_and_the_same() -> None:
+    words = [f"w{i}" for i in range(1000)]
+    text = f'((from a) (copy (src .) (dst /d) (exclude {" ".join(words)} "q u" last)))'
+    form = read_sexp(text, "s.spec")
+    assert isinstance(form, SList)
+    copy = form.items[1]
+    assert isinstance(copy, SList)
+    exclude = copy.items[3]
+    assert isinstance(exclude, SList) and exclude.head() == "exclude"
+    assert exclude.values(1) == [*words, "q u", "last"]  # without making 1,000 Atoms
+    assert exclude.values(2)[:2] == ["w1", "w2"]  # type: ignore[index]
+    assert exclude.items[500] == Atom("w499")
+    assert exclude.items[500].pos == Pos("s.spec", 1, text.index("w499 ") + 1)
+    assert exclude.items[-2] == Atom("q u") and exclude.items[-2].quoted
+    assert parse_spec(text).ops[0].exclude == (*words, "q u", "last")  # type: ignore[attr-defined]
+
+
+def test_datum_comments_inside_a_long_run() -> None:
+    words = " ".join(f"w{i}" for i in range(40))
+    form = read_sexp(f"(x {words} #; skipped y)")
+    assert isinstance(form, SList)
+    assert [a.value for a in form.items] == ["x", *(f"w{i}" for i in range(40)), "y"]  # type: ignore[union-attr]
+
+
+def test_odd_blanks_are_atom_characters() -> None:
+    # str.split() would take these for blanks; sexplib does not.
+    form = read_sexp("(a\u00a0b c\x1cd " + " ".join(["e"] * 30) + ")")
+    assert isinstance(form, SList)
+    assert [a.value for a in form.items][:2] == ["a\u00a0b", "c\x1cd"]  # type: ignore[union-attr]
+
+
+def test_a_lone_surrogate_is_refused_so_printing_always_reads_back() -> None:
+    with pytest.raises(SpecError) as e:
+        parse_spec("((from a\ud800))", "s.spec")
+    assert str(e.value) == (
+        "s.spec:1:9: invalid character U+D800 (a lone surrogate); "
+        "spec text must be Unicode text that UTF-8 can encode"
+    )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "((from a) (user (uid " + "9" * 100_000 + ") (gid 1)))",
+        "((from a) (run (shell " + " ".join(f"a{i}" for i in range(100_000)) + ")))",
+        "((from a) (env K " + " ".join(["v" * 1000] * 100) + "))",
+        "((from a) (frob " + "x" * 100_000 + "))",
+    ],
+    ids=["huge-uid", "many-atoms", "long-value", "unknown-op"],
+)
+def test_errors_repeat_a_bounded_part_of_the_input(text: str) -> None:
+    message = syntax_error(text)
+    assert "\n" not in message and len(message) < 300, message
