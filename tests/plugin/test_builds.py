@@ -7,6 +7,8 @@ they need root and runc (and skip with the reason otherwise).
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -180,14 +182,43 @@ def test_context_option_and_no_cache(pytester: pytest.Pytester, busybox_store: s
     again.stdout.fnmatch_lines(["    built *s  /: (copy (src data.txt) (dst /data.txt))"])
 
 
+SLOW = (
+    "((from busybox)\n (shell /bin/sh -c)\n"
+    ' (run (shell "while [ ! -e /tmp/go ]; do sleep 0.05; done; echo woke up")))\n'
+)
+
+
 def test_progress_lines_and_live_output(pytester: pytest.Pytester, busybox_store: str) -> None:
-    pytester.makefile(
-        ".spec",
-        slow='((from busybox)\n (shell /bin/sh -c)\n (run (shell "sleep 3 && echo woke up")))\n',
+    # The step waits until the test lets it go, which it does once it has seen the notice
+    # that the step is slow: nothing depends on how long anything takes.
+    pytester.makefile(".spec", slow=SLOW)
+    argv = [
+        sys.executable,
+        "-m",
+        "pytest",
+        f"--obuilder-store={busybox_store}",
+        "-p",
+        "no:cacheprovider",
+    ]
+    proc = subprocess.Popen(
+        argv, cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
-    result = _run(pytester, busybox_store)
-    result.stdout.fnmatch_lines(['[[]slow[]] running /: (run (shell "sleep 3 && echo woke up"))'])
-    result.stdout.no_fnmatch_line("woke up")  # without -s, output is not streamed
+    assert proc.stdout is not None
+    seen = []
+    try:
+        while not (line := proc.stdout.readline()).startswith("[slow] running"):
+            assert line, f"pytest ended without announcing the slow step: {seen}"
+            seen.append(line)
+        assert line.strip() == "[slow] running /: " + SLOW.splitlines()[-1].strip()[:-1]
+        store_root = Path(busybox_store.partition(":")[2])
+        for tmp in store_root.glob("result-tmp/*/rootfs/tmp"):
+            (tmp / "go").touch()
+        rest, _ = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 0, rest
+    assert "woke up" not in rest  # without -s, output is not streamed
     live = _run(pytester, busybox_store, "-s")  # cached now: the log is replayed, live
     live.stdout.fnmatch_lines(["slow.spec ", "(from busybox)", "*", "woke up", "*", "."])
 
