@@ -24,3 +24,4 @@ test: setup
 
 lint: setup
 	$(VENV)/ruff check .
+	$(VENV)/mypy

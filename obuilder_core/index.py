@@ -234,7 +234,7 @@ class Index:
                     if id not in keep and id not in leased:
                         self._db.execute("DELETE FROM steps WHERE id = ?", (id,))
                         self._db.execute("COMMIT")
-                        return id
+                        return str(id)
                 self._db.execute("COMMIT")
                 return None
             except BaseException:

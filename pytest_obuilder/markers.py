@@ -39,7 +39,9 @@ class SpecMark:
 
     def mark(self) -> pytest.MarkDecorator:
         """The pytest mark this stands for, ready for `item.add_marker`."""
-        return getattr(pytest.mark, self.name)(*self.args, **dict(self.kwargs))
+        decorator: pytest.MarkDecorator = getattr(pytest.mark, self.name)
+        marked: pytest.MarkDecorator = decorator(*self.args, **dict(self.kwargs))
+        return marked
 
 
 def parse_mark(text: str, pos: Pos) -> SpecMark:

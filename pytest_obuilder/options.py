@@ -218,7 +218,7 @@ def _log_lines(config: pytest.Config) -> int:
             raise pytest.UsageError(f"ini obuilder_log_lines: not a number: {raw!r}") from None
     if value < 0:
         raise pytest.UsageError(f"--obuilder-log-lines must be 0 or more, got {value}")
-    return value
+    return int(value)
 
 
 def _read_secrets(args: list[tuple[str, Path]]) -> tuple[tuple[str, bytes], ...]:

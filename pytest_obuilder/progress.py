@@ -137,4 +137,5 @@ class LiveOutput:
         # Output captured at the file-descriptor level would otherwise swallow these lines.
         if self._capman is None:
             return nullcontext()
-        return self._capman.global_and_fixture_disabled()
+        disabled: AbstractContextManager[object] = self._capman.global_and_fixture_disabled()
+        return disabled

@@ -516,7 +516,11 @@ class Builder:
 
             def in_tmp(tmp: Path) -> None:
                 with open(tmp / "log", "wb") as saved:
-                    fill(tmp, saved.write, client.cancel)
+
+                    def write(data: bytes) -> None:
+                        saved.write(data)
+
+                    fill(tmp, write, client.cancel)
 
             # Not added to the index: a scratch result is the caller's to delete.
             return self.store.build(scratch_id, parent, in_tmp)

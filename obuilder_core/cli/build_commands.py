@@ -324,7 +324,11 @@ def cmd_healthcheck(args: argparse.Namespace) -> int:
     lines: list[bytes] = []
 
     def check(cancel: threading.Event) -> Any:
-        timer = threading.Timer(HEALTHCHECK_TIMEOUT, lambda: (timed_out.set(), cancel.set()))
+        def time_out() -> None:
+            timed_out.set()
+            cancel.set()
+
+        timer = threading.Timer(HEALTHCHECK_TIMEOUT, time_out)
         timer.start()
         try:
             return builder.build(spec, Path(tmp), log=lambda e: lines.append(e.data), cancel=cancel)

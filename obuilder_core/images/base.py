@@ -94,8 +94,10 @@ def parse_env(entries: Any, where: str) -> tuple[tuple[str, str], ...]:
 class ImageSource(Protocol):
     """One place images come from: the local image store, a registry, the docker daemon."""
 
-    label: str
-    """How error messages name this source, e.g. "registry registry-1.docker.io"."""
+    @property
+    def label(self) -> str:
+        """How error messages name this source, e.g. "registry registry-1.docker.io"."""
+        ...
 
     def fetch(self, name: str, rootfs: Path, log: Log) -> ImageConfig:
         """Write image `name`'s filesystem into `rootfs` and return its config.

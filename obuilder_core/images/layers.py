@@ -81,7 +81,7 @@ def open_tar(path: Path, *, where: str) -> Iterator[tarfile.TarFile]:
                 mode = "r|xz"
             elif magic.startswith(_BZ2):
                 mode = "r|bz2"
-            with tarfile.open(fileobj=f, mode=mode) as tar:
+            with tarfile.open(fileobj=f, mode=mode) as tar:  # type: ignore[call-overload]
                 yield tar
         except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError) as e:
             raise ImageError(f"{where}: layer {path.name} is not a valid tar file: {e}") from None

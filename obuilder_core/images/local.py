@@ -19,7 +19,7 @@ import os
 import shutil
 import tempfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -217,7 +217,7 @@ def _write_layout(dest: Path, key: str, image: LocalImage, where: str) -> ImageI
     (dest / "index.json").write_text(json.dumps(index))
     (dest / "oci-layout").write_text(json.dumps({"imageLayoutVersion": "1.0.0"}))
     total = sum(p.stat().st_size for p in blobs.iterdir())
-    return ImageInfo(name=key, digest=manifest_desc["digest"], size=total)
+    return ImageInfo(name=key, digest=str(manifest_desc["digest"]), size=total)
 
 
 def _put(blobs: Path, data: bytes, media_type: str) -> dict[str, object]:
@@ -235,15 +235,16 @@ def _copy_layer(src: Path, blobs: Path, where: str) -> tuple[str, int, str, str]
     """
     with open(src, "rb") as f:
         magic = f.read(6)
-    media_type, opener = OCI_LAYER, _plain
+    media_type = OCI_LAYER
+    opener: Callable[[Path], IO[bytes]] = _plain
     if magic.startswith(b"\x1f\x8b"):
         media_type = OCI_LAYER + "+gzip"
     elif magic.startswith(b"\x28\xb5\x2f\xfd"):
         media_type = OCI_LAYER + "+zstd"
     elif magic.startswith(b"\xfd7zXZ\x00"):
-        opener = lzma.open
+        opener = _xz
     elif magic.startswith(b"BZh"):
-        opener = bz2.open
+        opener = _bz2
     tmp = blobs / ".incoming"
     h = hashlib.sha256()
     try:
@@ -271,6 +272,14 @@ def _copy_layer(src: Path, blobs: Path, where: str) -> tuple[str, int, str, str]
 
 def _plain(path: Path) -> IO[bytes]:
     return open(path, "rb")
+
+
+def _xz(path: Path) -> IO[bytes]:
+    return lzma.open(path, "rb")
+
+
+def _bz2(path: Path) -> IO[bytes]:
+    return bz2.open(path, "rb")
 
 
 def _rootfs_config(diff_ids: list[str]) -> bytes:

@@ -109,7 +109,7 @@ def check_digest(digest: Any, where: str) -> str:
     hexpart = digest.removeprefix("sha256:") if isinstance(digest, str) else ""
     if len(hexpart) != 64 or not all(c in "0123456789abcdef" for c in hexpart):
         raise ImageError(f"{where}: unsupported or malformed digest {digest!r}")
-    return digest
+    return str(digest)
 
 
 def sha256_digest(data: bytes) -> str:

@@ -2,7 +2,8 @@
 
 from obuilder_core.spec.errors import SpecError
 from obuilder_core.spec.parser import check_spec, load_spec, parse_spec, validate_spec
-from obuilder_core.spec.printer import format_atom, heading, print_op, print_spec
+from obuilder_core.spec.printer import heading, print_op, print_spec
+from obuilder_core.spec.reader import format_atom
 
 __all__ = [
     "SpecError",

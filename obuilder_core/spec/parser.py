@@ -58,6 +58,7 @@ SHOW_LIMIT = 60
 _UINT = re.compile(r"[0-9]{1,10}")
 
 T = TypeVar("T")
+M = TypeVar("M", Cache, Secret)
 
 
 class _Recorded(Exception):
@@ -215,8 +216,8 @@ class _Parser:
                 hint = "this spec has no (from IMAGE): add one before its operations"
             _fail(form, f"{show(form)} comes before (from IMAGE)", hint)
         found = f"the atom {show(form)}" if isinstance(form, Atom) else show(form)
-        hint = did_you_mean(name, ("build", "from")) if name else None
-        _fail(form, f"expected (build NAME SPEC) or (from IMAGE), found {found}", hint)
+        suggestion = did_you_mean(name, ("build", "from")) if name else None
+        _fail(form, f"expected (build NAME SPEC) or (from IMAGE), found {found}", suggestion)
 
     # --- operations --------------------------------------------------------------------------
 
@@ -389,15 +390,16 @@ class _Parser:
     def command(self, form: SList) -> str:
         return self.one_atom(form, "command string", '(shell "make install")')
 
-    def mounts(self, form: SList | None, kind: str, cls: type[Cache] | type[Secret]) -> tuple:
+    def mounts(self, form: SList | None, kind: str, cls: type[M]) -> tuple[M, ...]:
         if form is None:
             return ()
         found = [self.attempt(self.mount, m, kind, cls) for m in form.items[1:]]
-        if any(m is None for m in found):
+        mounts = tuple(m for m in found if m is not None)
+        if len(mounts) != len(found):
             raise _Recorded
-        return tuple(found)
+        return mounts
 
-    def mount(self, form: Sexp, kind: str, cls: type[Cache] | type[Secret]) -> Cache | Secret:
+    def mount(self, form: Sexp, kind: str, cls: type[M]) -> M:
         if isinstance(form, Atom):
             _fail(
                 form,

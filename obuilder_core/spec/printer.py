@@ -24,6 +24,7 @@ from obuilder_core.spec.model import (
     SetUser,
     Shell,
     Spec,
+    UnixUser,
     Workdir,
 )
 from obuilder_core.spec.reader import Atom, Sexp, SList, escape, format_atom, head, needs_quotes
@@ -101,8 +102,8 @@ def op_to_sexp(op: Op) -> SList:
             name, args = "copy", _copy_to_sexp(op)
         case SetUser(user=NamedUser(name=user_name)):
             name, args = "user", [_field("name", user_name)]
-        case SetUser(user=user):
-            name, args = "user", [_field("uid", str(user.uid)), _field("gid", str(user.gid))]
+        case SetUser(user=UnixUser(uid=uid, gid=gid)):
+            name, args = "user", [_field("uid", str(uid)), _field("gid", str(gid))]
         case Env(name=key, value=value):
             name, args = "env", _atoms(key, value)
         case _:

@@ -276,10 +276,10 @@ def decode_source(data: str | bytes, filename: str) -> str:
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as e:
-            prefix = data[: e.start]
-            line_start = prefix.rfind(b"\n") + 1
-            col = len(prefix[line_start:].decode("utf-8")) + 1
-            pos = Pos(filename, prefix.count(b"\n") + 1, col)
+            before = data[: e.start]
+            line_start = before.rfind(b"\n") + 1
+            col = len(before[line_start:].decode("utf-8")) + 1
+            pos = Pos(filename, before.count(b"\n") + 1, col)
             raise SpecError(
                 f"invalid UTF-8 byte 0x{data[e.start]:02x}", pos, "spec files must be UTF-8 text"
             ) from None
@@ -405,7 +405,7 @@ class _Reader:
             raise self.error(frames[-1].start, "this '(' is never closed", "add the missing ')'")
         if frames[0].skips:
             raise self.error(frames[0].skips[-1], "'#;' comments out nothing before the end")
-        return frames[0].items
+        return frames[0].items  # type: ignore[return-value]  # the top level is never lazy
 
     def _plain_atoms(self, frame: _Frame, start: int, chunk: str, after: str) -> int | None:
         """Add the plain atoms of `chunk` (text at offset `start` without parentheses, quotes

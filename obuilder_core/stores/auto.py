@@ -77,4 +77,5 @@ def open(arg: str) -> Store:
     if kind not in _KINDS:
         raise StoreError(f"auto:{arg}: {marker} names unknown backend {kind!r}")
     module = importlib.import_module(f"obuilder_core.stores.{kind}")
-    return module.open(str(root / kind))
+    store: Store = module.open(str(root / kind))
+    return store
