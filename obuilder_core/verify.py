@@ -44,10 +44,6 @@ DEFAULT_VARY = ("hostname", "tz", "cpus", "env")
 (missing locales make some tools warn) and `umask` (runc always starts commands with umask 0022,
 so it never varies between real builds, yet varying it flags every step that creates a file), and
 `fileorder` (a FUSE mount per rebuilt run step, and FUSE slows file-heavy steps down)."""
-NOT_VARIED = (
-    "time: runc 1.1 has no time namespace and faketime is not installed; the rebuild only runs"
-    " later than the first build",
-)
 STAT_CACHE = "verify-stat-cache.sqlite"
 """Digests of compared files, in the store's state dir (cached results are compared again)."""
 UMASK = "0002"

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from obuilder_core.builder.context import Context
 from obuilder_core.builder.flights import FlightCancelled, Flights
@@ -39,12 +39,16 @@ from obuilder_core.keys import (
 )
 from obuilder_core.log import Emit, LogCancelled, SharedLog, Tail, replay
 from obuilder_core.manifest import DEFAULT_ALGORITHM, StatCache, generate
+from obuilder_core.plugins import default_plugins
 from obuilder_core.sandbox import DEFAULT_LIMITS, Limits, RunConfig, Sandbox, StepFailed
 from obuilder_core.spec.model import Copy, FromBuild, NamedUser, Run, Spec
 from obuilder_core.spec.printer import heading as op_heading
 from obuilder_core.spec.reader import format_atom
 from obuilder_core.stores import CacheBusy, Store, StoreError, open_store
 from obuilder_core.stores.common import is_full
+
+if TYPE_CHECKING:
+    import pluggy
 
 logger = logging.getLogger(__name__)
 
@@ -159,12 +163,15 @@ class Builder:
         sources: list[ImageSource],
         *,
         limits: Limits = DEFAULT_LIMITS,
+        plugins: pluggy.PluginManager | None = None,
     ) -> None:
-        """`limits`: what each run and copy step may use unless a build says otherwise."""
+        """`limits`: what each run and copy step may use unless a build says otherwise;
+        `plugins`: whose build events to call (default: `default_plugins()`)."""
         self.store = store
         self.sandbox = sandbox
         self.sources = sources
         self.limits = limits
+        self._events = (plugins or default_plugins()).hook
         state = store.state_dir()
         self.index = Index(store)
         self._secret_key = load_or_create_key(state / "secret-key")
@@ -191,27 +198,26 @@ class Builder:
         Without runc the store can still be maintained (delete, clean, df); a run or copy step
         then fails saying runc is missing. `watch`: see `Store.watch` (for the CLI and pytest).
         """
-        from obuilder_core.sandbox import (
-            RuncSandbox,
-            SandboxError,
-            UnavailableSandbox,
-            state_dir_for,
-        )
+        from obuilder_core.sandbox import SandboxError, UnavailableSandbox, state_dir_for
         from obuilder_core.stores.auto import default_store_spec
 
+        plugins = default_plugins()
         # Containers of dead processes go first, then the temporaries they may still use.
-        opened = open_store(store or default_store_spec(), sweep=False)
+        opened = open_store(store or default_store_spec(), sweep=False, plugins=plugins)
         if watch:
             opened.watch()
         state = opened.state_dir()
         sandbox: Sandbox
         try:
-            sandbox = RuncSandbox(state_dir_for(state), fast_sync=fast_sync)
+            found = plugins.hook.obuilder_sandbox(
+                state_dir=state_dir_for(state), fast_sync=fast_sync
+            )
+            sandbox = found if found is not None else UnavailableSandbox("no sandbox plugin")
         except SandboxError as e:
             sandbox = UnavailableSandbox(str(e))
         opened.sweep()
-        sources = default_sources(state / "images", mirror=registry_mirror)
-        return cls(opened, sandbox, sources, limits=limits)
+        sources = default_sources(state / "images", mirror=registry_mirror, plugins=plugins)
+        return cls(opened, sandbox, sources, limits=limits, plugins=plugins)
 
     def close(self) -> None:
         """Stop the steps still running for clients that left (cancelled), wait until they
@@ -563,15 +569,15 @@ class Builder:
             client.event("note", f"---> using {_quote(id)} from cache")
         else:
             client.event("note", f"---> saved as {_quote(id)}")
-        client.steps.append(
-            StepRecord(
-                id=id,
-                heading=client.heading,
-                cached=outcome.kind == "cached",
-                duration=time.monotonic() - started,
-                log_path=self._result(id) / "log",
-            )
+        record = StepRecord(
+            id=id,
+            heading=client.heading,
+            cached=outcome.kind == "cached",
+            duration=time.monotonic() - started,
+            log_path=self._result(id) / "log",
         )
+        client.steps.append(record)
+        self._events.obuilder_step_finished(step=record)
 
     def _once(self, id: str, execute: Execute, client: _Client) -> Outcome:
         """Build step `id` once for every client of every process that asks for it now,

@@ -32,7 +32,6 @@ from obuilder_core.sandbox.limits import (
 
 HEALTHCHECK_SPEC = '((from busybox) (shell /bin/sh -c) (run (shell "echo healthcheck")))'
 HEALTHCHECK_TIMEOUT = 300.0
-STORE_KINDS = ("btrfs", "zfs", "overlayfs", "rsync", "auto")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw]?)$")
 _UNITS = {"": 86400.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 
@@ -112,9 +111,12 @@ def register(subparsers: Any) -> None:
 
 
 def _store_arg(text: str) -> str:
+    from obuilder_core.stores import store_kinds
+
     kind, sep, arg = text.partition(":")
-    if not sep or not arg or kind not in STORE_KINDS:
-        kinds = ", ".join(f"{k}:" for k in STORE_KINDS)
+    kinds_known = store_kinds()
+    if not sep or not arg or kind not in kinds_known:
+        kinds = ", ".join(f"{k}:" for k in kinds_known)
         raise argparse.ArgumentTypeError(
             f"invalid store {text!r}: expected KIND:ARG, KIND one of {kinds}"
         )

@@ -6,18 +6,34 @@ import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from obuilder_core.images.base import ImageConfig, ImageNotFound, ImageSource, Log
-from obuilder_core.images.docker import DockerCLI
-from obuilder_core.images.local import LocalImages
-from obuilder_core.images.registry import Registry
+
+if TYPE_CHECKING:
+    import pluggy
 
 
 def default_sources(
-    images_dir: Path, *, mirror: str | None = None, allow_http: bool = False
+    images_dir: Path,
+    *,
+    mirror: str | None = None,
+    allow_http: bool = False,
+    plugins: pluggy.PluginManager | None = None,
 ) -> list[ImageSource]:
-    """The usual order: local images in `images_dir`, then the registry, then docker."""
-    return [LocalImages(images_dir), Registry(mirror=mirror, allow_http=allow_http), DockerCLI()]
+    """The sources the plugins provide, by rank: the built-ins are the local images in
+    `images_dir`, then the registry, then docker (see `obuilder_core.images.builtin`)."""
+    from obuilder_core.plugins import default_plugins
+
+    hook = (plugins or default_plugins()).hook
+    ranked = hook.obuilder_image_sources(
+        images_dir=images_dir, mirror=mirror, allow_http=allow_http
+    )
+    return [source for _, source in sorted((r for group in ranked for r in group), key=_rank)]
+
+
+def _rank(ranked: tuple[int, ImageSource]) -> int:
+    return ranked[0]
 
 
 def fetch_image(

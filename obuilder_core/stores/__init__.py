@@ -1,32 +1,48 @@
-"""Store backends, one module each, chosen by a `KIND:ARG` string."""
+"""Store backends, one module each, chosen by a `KIND:ARG` string.
+
+The kinds come from the plugins (`obuilder_core.plugins`): the built-in backends
+(`stores/builtin.py`) and any a third-party plugin adds.
+"""
 
 from __future__ import annotations
 
-import importlib
+from typing import TYPE_CHECKING
 
 from obuilder_core.stores.base import CacheBusy, CacheLease, Store, StoreError
 
-__all__ = ["CacheBusy", "CacheLease", "Store", "StoreError", "open_store"]
+if TYPE_CHECKING:
+    import pluggy
 
-# kind -> module defining `open(arg: str) -> Store`; imported only when chosen.
-_BACKENDS = {
-    "btrfs": "obuilder_core.stores.btrfs",
-    "zfs": "obuilder_core.stores.zfs",
-    "overlayfs": "obuilder_core.stores.overlayfs",
-    "rsync": "obuilder_core.stores.rsync",
-    "auto": "obuilder_core.stores.auto",
-}
+__all__ = ["CacheBusy", "CacheLease", "Store", "StoreError", "open_store", "store_kinds"]
 
 
-def open_store(spec: str, *, sweep: bool = True) -> Store:
+def store_kinds(plugins: pluggy.PluginManager | None = None) -> list[str]:
+    """Every store `KIND` the plugins provide, in registration order."""
+    from obuilder_core.plugins import default_plugins
+
+    manager = plugins or default_plugins()
+    kinds: list[str] = []
+    for group in reversed(manager.hook.obuilder_store_kinds()):  # pluggy calls last-in first
+        kinds += [k for k in group if k not in kinds]
+    return kinds
+
+
+def open_store(
+    spec: str, *, sweep: bool = True, plugins: pluggy.PluginManager | None = None
+) -> Store:
     """Open (creating if needed) the store named by `spec`, e.g. `btrfs:/var/cache/obuilder`,
     and sweep what dead processes left in it (unless `sweep` is False: see `Store.sweep`)."""
+    from obuilder_core.plugins import default_plugins
+
+    manager = plugins or default_plugins()
     kind, sep, arg = spec.partition(":")
-    if not sep or kind not in _BACKENDS or not arg:
-        kinds = ", ".join(f"{k}:" for k in _BACKENDS)
-        raise StoreError(f"invalid store {spec!r}: expected KIND:ARG with KIND one of {kinds}")
-    module = importlib.import_module(_BACKENDS[kind])
-    store: Store = module.open(arg)
+    kinds = store_kinds(manager)
+    if not sep or kind not in kinds or not arg:
+        listed = ", ".join(f"{k}:" for k in kinds)
+        raise StoreError(f"invalid store {spec!r}: expected KIND:ARG with KIND one of {listed}")
+    store: Store | None = manager.hook.obuilder_open_store(kind=kind, arg=arg)
+    if store is None:
+        raise StoreError(f"invalid store {spec!r}: no plugin opens {kind}: stores")
     if sweep:
         store.sweep()
     return store

@@ -402,11 +402,6 @@ class ZfsStore:
 
     # -- temporaries -------------------------------------------------------------------------
 
-    def _claim(self, ds: str, suffix: str) -> TempClaim:
-        claim = self.tmp.claim(suffix)
-        claim.path.write_text(ds)
-        return claim
-
     def _finish(self, claim: TempClaim, ds: str, *, keep: bool) -> None:
         """Destroy `ds` unless kept, then drop the claim (left for the sweep if destroy fails)."""
         if not keep:

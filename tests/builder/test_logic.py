@@ -15,58 +15,13 @@ from pathlib import Path
 import pytest
 
 from obuilder_core.builder import DEFAULT_SHELL, Builder
-from obuilder_core.images import ImageConfig, ImageNotFound
-from obuilder_core.sandbox import Cancelled, RunConfig, StepFailed
+from obuilder_core.sandbox import RunConfig
 from obuilder_core.spec import parse_spec
 from obuilder_core.stores import open_store
 from tests.builder.conftest import collect, ok, text
+from tests.builder.fakes import ScriptedImages, ScriptedSandbox
 from tests.builder.wrappers import ChangeBeforeCopy
 from tests.fixtures.root import require_tool
-
-
-class ScriptedImages:
-    """An image source with one image, `img`, whose env is PATH=/bin."""
-
-    def fetch(self, name: str, rootfs: Path, log: object) -> ImageConfig:
-        if name != "img":
-            raise ImageNotFound(f"no image {name}")
-        (rootfs / "bin").mkdir()
-        return ImageConfig(env=(("PATH", "/bin"),))
-
-
-class ScriptedSandbox:
-    """Runs nothing: `block` waits for cancel, then until `may_finish_cancelling` is set (so
-    a test can hold a step in the middle of being cancelled), `boom` raises a RuntimeError,
-    `fail` exits 1, anything else is echoed. Records every config."""
-
-    def __init__(self) -> None:
-        self.configs: list[RunConfig] = []
-        self.may_finish_cancelling = threading.Event()
-        self.may_finish_cancelling.set()
-
-    def run(
-        self,
-        config: RunConfig,
-        rootfs: Path,
-        *,
-        log: object,
-        stdin: object = None,
-        cancel: threading.Event | None = None,
-        timeout: float | None = None,
-    ) -> None:
-        self.configs.append(config)
-        cmd = config.argv[-1]
-        if cmd == "block":
-            log(b"blocking\n")  # type: ignore[operator]
-            assert cancel is not None
-            cancel.wait()
-            self.may_finish_cancelling.wait()
-            raise Cancelled(config.argv)
-        if cmd == "boom":
-            raise RuntimeError("boom")
-        if cmd == "fail":
-            raise StepFailed(config.argv, status=1)
-        log(cmd.encode() + b"\n")  # type: ignore[operator]
 
 
 @pytest.fixture
@@ -189,7 +144,6 @@ class DrainingTar(ScriptedSandbox):
         log: object,
         stdin: object = None,
         cancel: threading.Event | None = None,
-        timeout: float | None = None,
     ) -> None:
         if config.argv[0] != "tar":
             return super().run(config, rootfs, log=log, stdin=stdin, cancel=cancel)

@@ -1,0 +1,56 @@
+"""Fakes of the slow parts for logic tests: an image source and a sandbox that run nothing.
+
+Every behaviour they stand in for is also shown with the real parts (runc, real images).
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from obuilder_core.images import ImageConfig, ImageNotFound
+from obuilder_core.sandbox import Cancelled, RunConfig, StepFailed
+
+
+class ScriptedImages:
+    """An image source with one image, `img`, whose env is PATH=/bin."""
+
+    def fetch(self, name: str, rootfs: Path, log: object) -> ImageConfig:
+        if name != "img":
+            raise ImageNotFound(f"no image {name}")
+        (rootfs / "bin").mkdir()
+        return ImageConfig(env=(("PATH", "/bin"),))
+
+
+class ScriptedSandbox:
+    """Runs nothing: `block` waits for cancel, then until `may_finish_cancelling` is set (so
+    a test can hold a step in the middle of being cancelled), `boom` raises a RuntimeError,
+    `fail` exits 1, anything else is echoed. Records every config."""
+
+    def __init__(self) -> None:
+        self.configs: list[RunConfig] = []
+        self.may_finish_cancelling = threading.Event()
+        self.may_finish_cancelling.set()
+
+    def run(
+        self,
+        config: RunConfig,
+        rootfs: Path,
+        *,
+        log: object,
+        stdin: object = None,
+        cancel: threading.Event | None = None,
+    ) -> None:
+        self.configs.append(config)
+        cmd = config.argv[-1]
+        if cmd == "block":
+            log(b"blocking\n")  # type: ignore[operator]
+            assert cancel is not None
+            cancel.wait()
+            self.may_finish_cancelling.wait()
+            raise Cancelled(config.argv)
+        if cmd == "boom":
+            raise RuntimeError("boom")
+        if cmd == "fail":
+            raise StepFailed(config.argv, status=1)
+        log(cmd.encode() + b"\n")  # type: ignore[operator]
