@@ -176,10 +176,18 @@ class _Checker:
 
     def __call__(self, step: Rebuild) -> None:
         store = self.builder.store
-        original = store.result(step.id)
-        parent = store.result(step.parent)
-        if original is None or parent is None:
-            raise ObuilderError(f"Build result {step.id} vanished while verifying")
+        with contextlib.ExitStack() as views:
+            try:
+                original = views.enter_context(store.view(step.id))
+                parent = views.enter_context(store.view(step.parent))
+            except ObuilderError:
+                raise ObuilderError(f"Build result {step.id} vanished while verifying") from None
+            self._check(step, original, parent, views)
+
+    def _check(
+        self, step: Rebuild, original: Path, parent: Path, views: contextlib.ExitStack
+    ) -> None:
+        store = self.builder.store
         scratch = hashlib.sha256(f"{step.id}:verify:{secrets.token_hex(16)}".encode()).hexdigest()
         config = None
         if step.config is not None:
@@ -194,10 +202,11 @@ class _Checker:
         try:
             try:
                 with _one_cpu(cpus):
-                    rebuilt = step.rerun(scratch, config, sandbox=sandbox)
+                    step.rerun(scratch, config, sandbox=sandbox)
             except ObuilderError as e:
                 self.failure = BuildFailure(step.heading, f"rebuild failed: {e}", b"")
                 raise _Stop from None
+            rebuilt = views.enter_context(store.view(scratch))
             self.checked += 1
             diff = compare_trees(
                 original / "rootfs",
@@ -213,11 +222,13 @@ class _Checker:
                     if x.kind == "content"
                 )[:DETAIL_FILES]
                 self.divergence = Divergence(
-                    step.heading, step.id, scratch, diff, rebuilt if keep else None, details
-                )
+                    step.heading, step.id, scratch, diff, store.result(scratch) if keep else None,
+                    details,
+                )  # fmt: skip
                 raise _Stop
         finally:
             if not keep:
+                views.close()  # the views go before the scratch result they show
                 store.delete(scratch)
 
     def _note(self, text: str) -> None:

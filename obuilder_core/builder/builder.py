@@ -465,7 +465,9 @@ class Builder:
             if child is None:
                 raise client.fail(f"Unknown build {_quote(op.from_.name)}")
             held.enter_context(self.index.protect([child]))
-            src_dir = self._result(child) / "rootfs"
+            if not self._has(child):
+                raise ObuilderError(f"Build result {_quote(child)} not found")
+            src_dir = held.enter_context(self.store.view(child)) / "rootfs"
             cache = None
         else:
             src_dir, cache = ctx.src_dir, self._stat_cache

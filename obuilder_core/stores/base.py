@@ -8,6 +8,7 @@ the image config. Stores are safe to use from several threads and several proces
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -53,7 +54,16 @@ class Store(Protocol):
         ...
 
     def result(self, id: str) -> Path | None:
-        """The step dir of a committed step (with `rootfs/` and `log`), or None."""
+        """Where committed step `id`'s own files are (its `log`, a base image's config), or
+        None if it is not committed. A pure query: it mounts nothing, holds nothing. Its
+        `rootfs/` may be only the step's own changes (overlayfs): read files through `view`.
+        """
+        ...
+
+    def view(self, id: str) -> AbstractContextManager[Path]:
+        """`with store.view(id) as step_dir:` the step dir with the step's whole `rootfs/`,
+        for as long as the block runs (overlayfs mounts it for the block). StoreError if
+        the step is not committed."""
         ...
 
     def ids(self) -> list[str]:
@@ -94,6 +104,5 @@ class Store(Protocol):
         ...
 
     def close(self) -> None:
-        """Release what this process holds for the paths `result` returned (overlayfs unmounts
-        views no other process uses). Those paths must not be used afterwards."""
+        """Stop what `watch` started; the store is not used afterwards."""
         ...

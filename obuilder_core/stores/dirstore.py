@@ -11,7 +11,7 @@ import errno
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from obuilder_core.errors import ObuilderError
@@ -191,6 +191,14 @@ class DirStore:
             os.rename(new, main)
         finally:
             self._discard(old)
+
+    @contextlib.contextmanager
+    def view(self, id: str) -> Iterator[Path]:
+        """See `Store.view`: the step dir itself (nothing to mount)."""
+        path = self.result(id)
+        if path is None:
+            raise StoreError(f"step {id!r} not found in the store")
+        yield path
 
     def watch(self) -> None:
         """See `Store.watch`: nothing here can hang."""

@@ -6,10 +6,11 @@ Layout under ROOT:
   `result/ID/lower` names the step whose layer stack lies below (absent for a base layer or a
   flattened one); `result/ID/parent` names the logical parent. Committed = renamed into
   `result/` in one `rename(2)`; layers are never written again.
-- `view/ID/`: the merged, read-only view of a layered step that `result(ID)` returns (an
-  overlay mount without upper dir); a base layer's view is its `layer/` itself. Each process
-  using a view holds a shared flock on `view/.ID.lock` until `close()`; a view nobody holds is
-  unmounted by `close()` or by the next `open`, so mounts do not pile up.
+- `view/ID/`: the merged, read-only view of a layered step that `with view(ID)` mounts for its
+  block (an overlay mount without upper dir, `ro,nosuid,nodev`); a base layer's view is its
+  `layer/` itself. `result(ID)` mounts nothing: it is `result/ID/layer`, with the step's own
+  `log`. Each process using a view holds a shared flock on `view/.ID.use` while in the block; the
+  last one out unmounts it (a sweep unmounts those of dead processes), so mounts never pile up.
 - `tmp/NAME/`: in-flight builds (`upper/`, `work/`, `merged/`), claimed with a flock'd lock;
   a re-open unmounts and removes those whose owner died.
 - `cache/c-NAME/`: a cache's latest version, a plain directory; `cache-tmp/NAME/`: users'
@@ -113,7 +114,8 @@ class OverlayStore:
             (root / sub).mkdir(parents=True, exist_ok=True)
         self.tmp = TempArea(root / "tmp")
         self.cache_tmp = TempArea(root / "cache-tmp")
-        self._views: dict[str, int] = {}  # id -> fd of view/.ID.lock, flock'd shared
+        # id -> (fd of view/.ID.use, flock'd shared; users in this process)
+        self._views: dict[str, tuple[int, int]] = {}
         self._views_lock = threading.Lock()
 
     # -- layers ------------------------------------------------------------------------------
@@ -210,23 +212,50 @@ class OverlayStore:
             raise StoreError(f"overlayfs:{self.root}: cannot commit step {id!r}: {e}") from None
 
     def result(self, id: str) -> Path | None:
-        """The step's merged tree: its layer if it has none below, else a read-only view."""
+        """See `Store.result`: the step's own layer (with its `log`), mounting nothing."""
+        step = self._dir(id)
+        return step / "layer" if step.is_dir() else None
+
+    @contextlib.contextmanager
+    def view(self, id: str) -> Iterator[Path]:
+        """See `Store.view`: a base layer as it is, else a read-only overlay of the step's
+        stack, mounted for the block. Each process using a view holds a shared flock on
+        `view/.ID.use`; the last one to leave unmounts it."""
         step = self._dir(id)
         if not step.is_dir():
-            return None
+            raise StoreError(f"overlayfs:{self.root}: step {id!r} not found")
         if not (step / "lower").exists():
-            return step / "layer"
+            yield step / "layer"
+            return
+        self._enter_view(id)
+        try:
+            yield self.root / "view" / id
+        finally:
+            self._leave_view(id)
+
+    def _enter_view(self, id: str) -> None:
         with self._views_lock:
-            if id not in self._views:
-                with file_lock(self._view_lock(id, "mount")):
-                    view = self.root / "view" / id
-                    if not os.path.ismount(view):
-                        view.mkdir(exist_ok=True)
-                        self._mount(self._stack(id), view)
-                    fd = _open_lock(self._view_lock(id, "use"))
-                    fcntl.flock(fd, fcntl.LOCK_SH)  # held until close(): the view is in use
-                self._views[id] = fd
-        return self.root / "view" / id
+            held = self._views.get(id)
+            if held is not None:
+                self._views[id] = (held[0], held[1] + 1)
+                return
+            with file_lock(self._view_lock(id, "mount")):
+                view = self.root / "view" / id
+                if not os.path.ismount(view):
+                    view.mkdir(exist_ok=True)
+                    self._mount(self._stack(id), view)
+                fd = _open_lock(self._view_lock(id, "use"))
+                fcntl.flock(fd, fcntl.LOCK_SH)  # held while this process uses the view
+            self._views[id] = (fd, 1)
+
+    def _leave_view(self, id: str) -> None:
+        with self._views_lock:
+            fd, users = self._views[id]
+            if users > 1:
+                self._views[id] = (fd, users - 1)
+                return
+            del self._views[id]
+            self._unmount_if_unused(id, fd)
 
     def _view_lock(self, id: str, kind: str) -> Path:
         """`view/.ID.mount` is held briefly to mount or unmount the view; `view/.ID.use` is
@@ -237,11 +266,7 @@ class OverlayStore:
         """See `Store.watch`: nothing here can hang."""
 
     def close(self) -> None:
-        """Give up this process's views; unmount those no other process is using."""
-        with self._views_lock:
-            for id, fd in self._views.items():
-                self._unmount_if_unused(id, fd)
-            self._views.clear()
+        """See `Store.close`: views are released by their blocks; nothing is held here."""
 
     def _unmount_if_unused(self, id: str, fd: int | None) -> None:
         """Unmount view `id` unless a process (other than the holder of `fd`) uses it."""
@@ -287,9 +312,9 @@ class OverlayStore:
     def _drop_view(self, id: str) -> None:
         """Unmount step `id`'s view even if in use (lazily: open files stay readable)."""
         with self._views_lock:
-            fd = self._views.pop(id, None)
-        if fd is not None:
-            os.close(fd)
+            held = self._views.pop(id, None)
+        if held is not None:
+            os.close(held[0])
         with file_lock(self._view_lock(id, "mount")):
             _remove(self.root / "view" / id)
             self._view_lock(id, "use").unlink(missing_ok=True)

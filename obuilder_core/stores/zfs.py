@@ -27,7 +27,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from obuilder_core.process import CommandError, CommandTimeout, run_cmd
@@ -374,6 +374,14 @@ class ZfsStore:
         if old is not None:
             _destroy(old, "-r")
             _zfs("destroy", "-d", f"{clone}@g{gen0}")
+
+    @contextlib.contextmanager
+    def view(self, id: str) -> Iterator[Path]:
+        """See `Store.view`: the step dir itself (nothing to mount)."""
+        path = self.result(id)
+        if path is None:
+            raise StoreError(f"step {id!r} not found in the store")
+        yield path
 
     def watch(self) -> None:
         """See `Store.watch`: a Watchdog on the mountpoint until `close()`."""

@@ -28,8 +28,8 @@ def test_build_copy_and_cache_hits_on_each_backend(
         assert second.id == first.id and all(r.cached for r in second.steps)
         assert output(second_events) == output(first_events)
         assert output(first_events).endswith(b"content\n1\n")
-        step = builder.store.result(first.id or "")
-        assert step is not None and (step / "rootfs" / "app" / "f.txt").read_text() == "content\n"
+        with builder.store.view(first.id or "") as step:
+            assert (step / "rootfs" / "app" / "f.txt").read_text() == "content\n"
     finally:
         kill_leftovers(builder)
         builder.close()

@@ -27,13 +27,13 @@ def write_step(files: dict[str, str]) -> Callable[[Path], None]:
 
 def rootfs_files(step_dir: Path) -> dict[str, str]:
     """The regular files under `step_dir/rootfs`, as {relative path: text}."""
-    rootfs = step_dir / "rootfs"
-    out = {}
-    for dirpath, _, names in os.walk(rootfs):
-        for name in names:
-            path = Path(dirpath, name)
-            out[str(path.relative_to(rootfs))] = path.read_text()
-    return out
+    return tree_files(step_dir / "rootfs")
+
+
+def step_files(store: Store, id: str) -> dict[str, str]:
+    """The regular files of committed step `id`'s whole rootfs (through a view)."""
+    with store.view(id) as step_dir:
+        return rootfs_files(step_dir)
 
 
 def tree_files(path: Path) -> dict[str, str]:

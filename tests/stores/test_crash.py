@@ -13,8 +13,8 @@ from obuilder_core.stores import Store, open_store
 from obuilder_core.stores.common import TempArea
 from tests.stores.helpers import (
     find_named,
-    rootfs_files,
     spawn,
+    step_files,
     store_area,
     tree_files,
     wait_ready,
@@ -45,10 +45,10 @@ def test_kill_9_during_build_leaves_nothing(store_spec: str, parent: str) -> Non
     assert index.get("victim") is None
     assert find_named(store_area(store), marker) == []
     assert sorted(index.ids()) == sorted(store.ids()) == ["p"]
-    assert rootfs_files(store.result("p")) == {"a": "A"}
+    assert step_files(store, "p") == {"a": "A"}
     # the same id builds fine afterwards
     store.build("victim", parent or None, write_step({"b": "B"}))
-    assert "b" in rootfs_files(store.result("victim"))
+    assert "b" in step_files(store, "victim")
 
 
 def test_kill_9_while_holding_a_cache(store_spec: str) -> None:

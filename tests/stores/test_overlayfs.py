@@ -12,7 +12,7 @@ import pytest
 
 from obuilder_core.stores import open_store
 from obuilder_core.stores.overlayfs import MAX_DEPTH, OverlayStore, mounts_under
-from tests.stores.helpers import find_named, rootfs_files, spawn, tree_files, wait_ready, write_step
+from tests.stores.helpers import find_named, spawn, step_files, tree_files, wait_ready, write_step
 
 
 @pytest.fixture
@@ -56,13 +56,13 @@ def test_deep_chain_is_flattened_and_reads_correctly(store: OverlayStore) -> Non
     assert max(depths) <= MAX_DEPTH
     assert 1 in depths[1:], "some step of the chain was flattened into a base layer"
     last = store.result(f"s{steps - 1}")
-    assert rootfs_files(last) == {
+    assert step_files(store, f"s{steps - 1}") == {
         f"f{steps - 1}": str(steps - 1),
         f"f{steps - 2}": f"{steps - 2} changed by {steps - 1}",
     }
     assert (last / "log").read_text() == f"step {steps - 1}\n"
-    middle = store.result("s20")
-    assert rootfs_files(middle) == {"f20": "20", "f19": "19 changed by 20"}
+    store.result("s20")
+    assert step_files(store, "s20") == {"f20": "20", "f19": "19 changed by 20"}
 
 
 def test_whiteouts_hide_in_child_only(store: OverlayStore) -> None:
@@ -76,22 +76,22 @@ def test_whiteouts_hide_in_child_only(store: OverlayStore) -> None:
         (tmp / "rootfs" / "dir").mkdir()  # re-created: must be opaque, old entries stay hidden
         (tmp / "rootfs" / "dir" / "z").write_text("z")
 
-    child = store.build("c", "p", fn)
-    assert rootfs_files(child) == {"keep": "k", "dir/z": "z"}
-    assert rootfs_files(store.result("p")) == {
+    store.build("c", "p", fn)
+    assert step_files(store, "c") == {"keep": "k", "dir/z": "z"}
+    assert step_files(store, "p") == {
         "keep": "k",
         "gone": "g",
         "dir/x": "x",
         "dir/y": "y",
     }
-    grandchild = store.build("g", "c", write_step({"more": "m"}))
-    assert rootfs_files(grandchild) == {"keep": "k", "dir/z": "z", "more": "m"}
+    store.build("g", "c", write_step({"more": "m"}))
+    assert step_files(store, "g") == {"keep": "k", "dir/z": "z", "more": "m"}
 
 
-def test_results_are_read_only(store: OverlayStore) -> None:
+def test_views_are_read_only(store: OverlayStore) -> None:
     store.build("p", None, write_step({"a": "A"}))
-    child = store.build("c", "p", write_step({"b": "B"}))
-    with pytest.raises(OSError):
+    store.build("c", "p", write_step({"b": "B"}))
+    with store.view("c") as child, pytest.raises(OSError):
         (child / "rootfs" / "b").write_text("tampered")
 
 
@@ -107,10 +107,11 @@ def test_no_mounts_left_by_builds(store: OverlayStore) -> None:
     assert mounts_under(store.root) == []
     assert os.listdir(store.root / "tmp") == [".locks"]
     store.build("c", "p", write_step({"b": "B"}))
-    # the only mount left is the read-only view that `build` returned; delete drops it
-    assert mounts_under(store.root) == [store.root / "view" / "c"]
-    store.delete("c")
-    assert mounts_under(store.root) == []
+    assert store.result("c") is not None
+    assert mounts_under(store.root) == []  # a query mounts nothing
+    with store.view("c"):
+        assert mounts_under(store.root) == [store.root / "view" / "c"]
+    assert mounts_under(store.root) == []  # the block's end unmounts the view
 
 
 def test_killed_build_is_unmounted_and_removed_on_reopen(overlayfs_dir: Path) -> None:
@@ -158,16 +159,17 @@ HOLD_VIEW = """
 import sys
 from obuilder_core.stores import open_store
 store = open_store(sys.argv[1])
-print(store.result(sys.argv[2]), flush=True)
-sys.stdin.readline()
+with store.view(sys.argv[2]) as view:
+    print(view, flush=True)
+    sys.stdin.readline()
 """
 
 
-def test_close_unmounts_views_no_other_process_uses(overlayfs_dir: Path) -> None:
+def test_a_view_stays_while_another_process_uses_it(overlayfs_dir: Path) -> None:
     spec = f"overlayfs:{overlayfs_dir}"
     store = open_store(spec)
     store.build("p", None, write_step({"a": "A"}))
-    view = store.build("c", "p", write_step({"b": "B"}))
+    store.build("c", "p", write_step({"b": "B"}))
     other = subprocess.Popen(
         [sys.executable, "-c", HOLD_VIEW, spec, "c"],
         stdin=subprocess.PIPE,
@@ -176,17 +178,17 @@ def test_close_unmounts_views_no_other_process_uses(overlayfs_dir: Path) -> None
     )
     try:
         assert other.stdout is not None
-        assert other.stdout.readline().strip() == str(view)
-        store.close()
+        view = Path(other.stdout.readline().strip())
+        with store.view("c") as mine:
+            assert mine == view
         # the other process still reads the view, so it stays mounted
         assert mounts_under(overlayfs_dir) == [view]
         assert (view / "rootfs" / "b").read_text() == "B"
     finally:
         other.kill()  # dies holding the view: the next open cleans up after it
         other.wait()
-    open_store(spec).close()
-    assert mounts_under(overlayfs_dir) == []
     reopened = open_store(spec)
-    assert (reopened.result("c") / "rootfs" / "a").read_text() == "A"
-    reopened.close()
+    assert mounts_under(overlayfs_dir) == []
+    with reopened.view("c") as again:
+        assert (again / "rootfs" / "a").read_text() == "A"
     assert mounts_under(overlayfs_dir) == []

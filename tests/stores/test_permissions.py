@@ -80,9 +80,9 @@ def test_overlay_views_are_nosuid_and_nodev(overlayfs_store_spec: str) -> None:
     def child(tmp: Path) -> None:
         (tmp / "rootfs" / "more").write_text("x")
 
-    view = store.build("child", "base", child)  # a layered step: its result is a view
-    assert (view / "rootfs" / "id").exists()
-    with open("/proc/self/mountinfo") as f:
+    store.build("child", "base", child)  # a layered step: its files are read through a view
+    with store.view("child") as view, open("/proc/self/mountinfo") as f:
+        assert (view / "rootfs" / "id").exists()
         options = {
             line.split()[4]: line.split()[5].split(",")
             for line in f
@@ -91,4 +91,3 @@ def test_overlay_views_are_nosuid_and_nodev(overlayfs_store_spec: str) -> None:
     assert options, "the layered result is not a mounted view"
     for opts in options.values():
         assert {"ro", "nosuid", "nodev"} <= set(opts), opts
-    store.close()

@@ -15,6 +15,7 @@ from tests.stores.helpers import (
     finish,
     rootfs_files,
     spawn,
+    step_files,
     store_area,
     tree_files,
     wait_ready,
@@ -31,7 +32,7 @@ def store(store_spec: str) -> Store:
 def test_build_commits_on_success(store: Store) -> None:
     path = store.build("s1", None, write_step({"a": "A", "d/b": "B"}))
     assert store.result("s1") == path
-    assert rootfs_files(path) == {"a": "A", "d/b": "B"}
+    assert step_files(store, "s1") == {"a": "A", "d/b": "B"}
     assert (path / "log").read_text().startswith("wrote")
     assert "s1" in store.ids()
 
@@ -65,7 +66,7 @@ def test_failed_child_leaves_parent_intact(store: Store) -> None:
     with pytest.raises(Boom):
         store.build("c", "p", fn)
     assert store.result("c") is None
-    assert rootfs_files(store.result("p")) == {"a": "A"}
+    assert step_files(store, "p") == {"a": "A"}
 
 
 def test_child_sees_parent_and_parent_unchanged(store: Store) -> None:
@@ -78,10 +79,10 @@ def test_child_sees_parent_and_parent_unchanged(store: Store) -> None:
         (tmp / "rootfs" / "a").write_text("A2")
         (tmp / "rootfs" / "new").write_text("N")
 
-    child = store.build("c", "p", fn)
+    store.build("c", "p", fn)
     assert seen == {"a": "A", "gone": "G", "d/x": "X"}
-    assert rootfs_files(child) == {"a": "A2", "d/x": "X", "new": "N"}
-    assert rootfs_files(store.result("p")) == {"a": "A", "gone": "G", "d/x": "X"}
+    assert step_files(store, "c") == {"a": "A2", "d/x": "X", "new": "N"}
+    assert step_files(store, "p") == {"a": "A", "gone": "G", "d/x": "X"}
 
 
 def test_missing_parent_is_a_clear_error(store: Store) -> None:
@@ -99,7 +100,7 @@ def test_delete(store: Store) -> None:
     assert store.ids() == ["s2"]
     # the id can be built again after a delete
     store.build("s1", None, write_step({"c": "C"}))
-    assert rootfs_files(store.result("s1")) == {"c": "C"}
+    assert step_files(store, "s1") == {"c": "C"}
 
 
 def test_df_and_state_dir(store: Store) -> None:
@@ -112,7 +113,7 @@ def test_df_and_state_dir(store: Store) -> None:
 def test_reopen_keeps_results(store_spec: str, store: Store) -> None:
     store.build("s1", None, write_step({"a": "A"}))
     again = open_store(store_spec)
-    assert rootfs_files(again.result("s1")) == {"a": "A"}
+    assert step_files(again, "s1") == {"a": "A"}
 
 
 @pytest.mark.parametrize("first", ["c1", "c2"])
@@ -229,7 +230,7 @@ def test_reopen_does_not_remove_a_live_build(store_spec: str, store: Store) -> N
     finally:
         child.kill()
         child.wait()
-    assert marker in rootfs_files(store.result("live"))
+    assert marker in step_files(store, "live")
 
 
 def test_two_processes_build_concurrently(store_spec: str, store: Store) -> None:
@@ -245,7 +246,7 @@ def test_two_processes_build_concurrently(store_spec: str, store: Store) -> None
             proc.wait()
     expected = {f"{n}-{i}" for n in ("left", "right") for i in range(4)} | {"base"}
     assert set(store.ids()) == expected
-    assert rootfs_files(store.result("left-3")) == {
+    assert step_files(store, "left-3") == {
         "base": "b",
         **{f"left-{i}": str(i) for i in range(4)},
     }

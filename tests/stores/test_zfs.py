@@ -10,7 +10,15 @@ import pytest
 
 from obuilder_core.stores import CacheBusy, open_store
 from obuilder_core.stores.zfs import ZfsStore, zfs_cache_name
-from tests.stores.helpers import find_named, rootfs_files, spawn, store_area, wait_ready, write_step
+from tests.stores.helpers import (
+    find_named,
+    rootfs_files,
+    spawn,
+    step_files,
+    store_area,
+    wait_ready,
+    write_step,
+)
 
 
 def zfs_get(prop: str, name: str) -> str:
@@ -78,7 +86,7 @@ def test_killed_build_is_destroyed_on_reopen(zfs_dataset: str) -> None:
     assert not [d for d in datasets(zfs_dataset) if d.startswith("result-tmp/")]
     assert find_named(store_area(store), marker) == []
     store.build("victim", None, write_step({"ok": "1"}))  # the id can be built afterwards
-    assert rootfs_files(store.result("victim")) == {"ok": "1"}
+    assert step_files(store, "victim") == {"ok": "1"}
 
 
 def test_killed_cache_user_is_destroyed_on_reopen(zfs_dataset: str) -> None:
