@@ -4,11 +4,10 @@
 """
 
 from obuilder_core.builder.builder import Builder, Pruned, Rebuild, StepError, Usage
-from obuilder_core.builder.context import DEFAULT_SHELL, Context
+from obuilder_core.builder.context import Context
 from obuilder_core.builder.result import BuildFailure, BuildResult, LogEvent, StepRecord
 
 __all__ = [
-    "DEFAULT_SHELL",
     "BuildFailure",
     "BuildResult",
     "Builder",

@@ -41,7 +41,7 @@ from obuilder_core.log import Emit, LogCancelled, SharedLog, Tail, replay
 from obuilder_core.manifest import DEFAULT_ALGORITHM, StatCache, generate
 from obuilder_core.plugins import default_plugins
 from obuilder_core.sandbox import DEFAULT_LIMITS, Limits, RunConfig, Sandbox, StepFailed
-from obuilder_core.spec.model import Copy, FromBuild, NamedUser, Run, Spec
+from obuilder_core.spec.model import Copy, FromBuild, Run, Spec, UnixUser
 from obuilder_core.spec.printer import heading as op_heading
 from obuilder_core.spec.reader import format_atom
 from obuilder_core.stores import CacheBusy, Store, StoreError, open_store
@@ -332,7 +332,7 @@ class Builder:
         if not context.is_dir():
             raise ObuilderError(f"build context {context}: not a directory")
         client = _Client(log, cancel or threading.Event(), on_step, limits or self.limits)
-        ctx = Context(src_dir=context, secrets=dict(secrets))
+        ctx = Context(src_dir=context, shell=self.sandbox.default_shell, secrets=dict(secrets))
         with contextlib.ExitStack() as held:
             try:
                 id = self._build(spec, ctx, client, held, use_cache)
@@ -356,7 +356,11 @@ class Builder:
         for child in spec.child_builds:
             client.event("heading", f"(build {_quote(child.name)} \u2026)")
             child_ctx = Context(
-                src_dir=start.src_dir, env=start.env, secrets=start.secrets, scope=ctx.scope
+                src_dir=start.src_dir,
+                env=start.env,
+                shell=self.sandbox.default_shell,
+                secrets=start.secrets,
+                scope=ctx.scope,
             )
             child_id = self._build(child.spec, child_ctx, client, held, use_cache)
             client.event("note", f"--> finished {_quote(child.name)}")
@@ -365,7 +369,11 @@ class Builder:
         base = self._base(spec.from_, client, held)
         image = read_image_config(self._result(base))
         ctx = Context(
-            src_dir=ctx.src_dir, env=ctx.env + image.env, scope=ctx.scope, secrets=ctx.secrets
+            src_dir=ctx.src_dir,
+            env=ctx.env + image.env,
+            shell=self.sandbox.default_shell,
+            scope=ctx.scope,
+            secrets=ctx.secrets,
         )
         id = base
         for op in spec.ops:
@@ -405,10 +413,11 @@ class Builder:
             if s.id not in ctx.secrets:
                 raise client.fail(f"Couldn't find value for requested secret '{s.id}'")
             values.append(ctx.secrets[s.id])
-        if isinstance(ctx.user, NamedUser):
-            raise client.fail(
-                f"user {ctx.user.name!r}: the runc sandbox needs (user (uid U) (gid G))"
-            )
+        try:
+            self.sandbox.check_user(ctx.user)
+        except ObuilderError as e:
+            raise client.fail(str(e)) from None
+        assert isinstance(ctx.user, UnixUser)  # check_user refuses the others
         digests = [secret_digest(self._secret_key, v) for v in values]
         key = run_key(
             parent,

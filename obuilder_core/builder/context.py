@@ -7,10 +7,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from obuilder_core.keys import normalize_path
+from obuilder_core.sandbox.base import POSIX_SHELL
 from obuilder_core.spec.model import ROOT, Comment, Env, Op, SetUser, Shell, User, Workdir
-
-DEFAULT_SHELL = ("/usr/bin/env", "bash", "-c")
-"""The sandbox's shell for `run` until a `(shell ...)` op changes it (as OBuilder's runc)."""
 
 
 @dataclass(frozen=True)
@@ -18,14 +16,14 @@ class Context:
     """The state a step runs in. Immutable: each op gives a new context.
 
     `scope` maps the names of finished child builds to their result ids; `secrets` are the
-    values a `run` may request by id.
+    values a `run` may request by id; `shell` starts as the sandbox's `default_shell`.
     """
 
     src_dir: Path
     env: tuple[tuple[str, str], ...] = ()
     user: User = ROOT
     workdir: str = "/"
-    shell: tuple[str, ...] = DEFAULT_SHELL
+    shell: tuple[str, ...] = POSIX_SHELL
     scope: tuple[tuple[str, str], ...] = ()
     secrets: Mapping[str, bytes] = field(default_factory=dict, repr=False)
 

@@ -26,7 +26,6 @@ from obuilder_core.stores import CacheLease, Store
 log = logging.getLogger(__name__)
 
 IMAGE_CONFIG = "image.json"
-COPY_ENV = (("PATH", "/bin:/usr/bin"),)
 
 
 def fetch_base(tmp: Path, image: str, write: Emit, sources: Sequence[ImageSource]) -> None:
@@ -92,7 +91,8 @@ def copy_files(
     cancel: threading.Event,
     limits: Limits = DEFAULT_LIMITS,
 ) -> None:
-    """Stream the copy's tar into `tar -xf -` running as root inside the sandbox on `tmp/rootfs`.
+    """Stream the copy's tar into the sandbox's unpacker (`tar -xf -` as root, for runc) on
+    `tmp/rootfs`.
 
     tar resolves paths inside the container, so symlinks planted by earlier steps never lead
     outside the rootfs. If the stream failed (e.g. a source changed since its manifest), the
@@ -113,7 +113,7 @@ def copy_files(
 
     thread = threading.Thread(target=send, name="copy-tar", daemon=True)
     thread.start()
-    config = RunConfig(argv=("tar", "-xf", "-"), cwd="/", env=COPY_ENV, user=(0, 0), limits=limits)
+    config = sandbox.unpack_config(limits)
     try:
         sandbox.run(config, rootfs, log=write, stdin=reader, cancel=cancel)
     except BaseException:

@@ -17,6 +17,7 @@ from typing import BinaryIO, Protocol
 
 from obuilder_core.errors import ObuilderError
 from obuilder_core.sandbox.limits import DEFAULT_LIMITS, Limits
+from obuilder_core.spec.model import NamedUser, User
 
 HOST_NETWORK = ("host",)
 """`RunConfig.network` for a step that shares the host's network (`(network host)`)."""
@@ -138,7 +139,27 @@ class RunConfig:
 
 
 class Sandbox(Protocol):
-    """Runs commands in a rootfs. Implementations are safe to call from many threads at once."""
+    """Runs commands in a rootfs. Implementations are safe to call from many threads at once.
+
+    A sandbox owns its rules (as OBuilder's `S.SANDBOX` has `shell` and `tar`): the shell of
+    `run` steps, how a copy is unpacked, which users a step may run as. The builder asks it,
+    so a second sandbox needs no edit of the builder.
+    """
+
+    @property
+    def default_shell(self) -> tuple[str, ...]:
+        """The shell `(run (shell CMD))` uses until a `(shell ...)` op sets one: CMD is
+        appended. Part of every run step's id: a sandbox must not change it."""
+        ...
+
+    def unpack_config(self, limits: Limits) -> RunConfig:
+        """How a copy step's tar stream (on stdin) is unpacked into the rootfs: as root,
+        resolving paths inside the container (a symlink never leads out of the rootfs)."""
+        ...
+
+    def check_user(self, user: User) -> None:
+        """Raise SandboxError (naming the user and why) if steps cannot run as `user`."""
+        ...
 
     def run(
         self,
@@ -165,7 +186,34 @@ class Sandbox(Protocol):
         ...
 
 
-class UnavailableSandbox:
+POSIX_SHELL = ("/usr/bin/env", "bash", "-c")
+"""OBuilder's default shell for `run` steps in a Linux container."""
+UNPACK_ENV = (("PATH", "/bin:/usr/bin"),)
+
+
+class PosixRules:
+    """The rules of a Linux container sandbox (runc's, and OBuilder's): bash for `run`, the
+    image's own `tar -xf -` for copies, numeric users only (a name means nothing before the
+    container's /etc/passwd is read, and runc does not read it)."""
+
+    @property
+    def default_shell(self) -> tuple[str, ...]:
+        """See `Sandbox.default_shell`: `/usr/bin/env bash -c`."""
+        return POSIX_SHELL
+
+    def unpack_config(self, limits: Limits) -> RunConfig:
+        """See `Sandbox.unpack_config`: `tar -xf -` run as root in `/`."""
+        return RunConfig(argv=("tar", "-xf", "-"), cwd="/", env=UNPACK_ENV, limits=limits)
+
+    def check_user(self, user: User) -> None:
+        """See `Sandbox.check_user`: `(user (uid U) (gid G))` only."""
+        if isinstance(user, NamedUser):
+            raise SandboxError(
+                f"user {user.name!r}: this sandbox needs a numeric (user (uid U) (gid G))"
+            )
+
+
+class UnavailableSandbox(PosixRules):
     """Stands in for a sandbox that cannot run here (e.g. runc is not installed): every run
     fails with `reason`, so that a store can still be maintained."""
 

@@ -17,6 +17,8 @@ from typing import BinaryIO
 
 from obuilder_core.process import run_cmd
 from obuilder_core.sandbox.base import RunConfig, Sandbox
+from obuilder_core.sandbox.limits import Limits
+from obuilder_core.spec.model import User
 
 DISORDERFS_ARGS = (
     "-q",
@@ -79,9 +81,23 @@ def _unmount(argv: list[str], path: Path) -> None:
 
 @dataclass(frozen=True)
 class DisorderedSandbox:
-    """A Sandbox that runs each command in its rootfs seen through `disordered`."""
+    """A Sandbox that runs each command in its rootfs seen through `disordered`; its rules
+    are the inner sandbox's."""
 
     inner: Sandbox
+
+    @property
+    def default_shell(self) -> tuple[str, ...]:
+        """The inner sandbox's."""
+        return self.inner.default_shell
+
+    def unpack_config(self, limits: Limits) -> RunConfig:
+        """The inner sandbox's."""
+        return self.inner.unpack_config(limits)
+
+    def check_user(self, user: User) -> None:
+        """The inner sandbox's."""
+        self.inner.check_user(user)
 
     def run(
         self,

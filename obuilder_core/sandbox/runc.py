@@ -37,6 +37,7 @@ from obuilder_core.process import run_cmd
 from obuilder_core.sandbox import mountpoints
 from obuilder_core.sandbox.base import (
     Cancelled,
+    PosixRules,
     RunConfig,
     SandboxError,
     SecretMount,
@@ -96,7 +97,7 @@ def owner_alive(name: str) -> bool:
     return process_start_time(pid) == start
 
 
-class RuncSandbox:
+class RuncSandbox(PosixRules):
     """Runs commands with runc (see the module docstring and `Sandbox.run`).
 
     Constructing one removes the containers and bundles left in `state_dir` by processes that

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from obuilder_core.images import ImageConfig, ImageNotFound
 from obuilder_core.sandbox import Cancelled, RunConfig, StepFailed
+from obuilder_core.sandbox.base import PosixRules
 
 
 class ScriptedImages:
@@ -22,7 +23,7 @@ class ScriptedImages:
         return ImageConfig(env=(("PATH", "/bin"),))
 
 
-class ScriptedSandbox:
+class ScriptedSandbox(PosixRules):
     """Runs nothing: `block` waits for cancel, then until `may_finish_cancelling` is set (so
     a test can hold a step in the middle of being cancelled), `boom` raises a RuntimeError,
     `fail` exits 1, anything else is echoed. Records every config."""

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from obuilder_core.builder import DEFAULT_SHELL, Builder
+from obuilder_core.builder import Builder
 from obuilder_core.sandbox import RunConfig
+from obuilder_core.sandbox.base import POSIX_SHELL
 from obuilder_core.spec import parse_spec
 from obuilder_core.stores import open_store
 from tests.builder.conftest import collect, ok, text
@@ -62,7 +63,7 @@ def test_context_env_order_user_workdir_and_default_shell(
     assert config.env == (("PATH", "/p"), ("A", "x"))  # image env after; new binding first
     assert config.cwd == "/b/c"
     assert config.user == (1, 2)
-    assert config.argv == (*DEFAULT_SHELL, "hi")
+    assert config.argv == (*POSIX_SHELL, "hi")  # the sandbox's default shell
     assert config.network == () and config.hostname == "builder"
 
 
@@ -174,3 +175,13 @@ def test_copy_fails_when_a_source_changed_since_hashing_even_if_tar_succeeds(
         assert store.ids() == [r.steps[0].id]
     finally:
         builder.close()
+
+
+def test_the_sandbox_decides_which_users_a_step_may_run_as(
+    fake: tuple[Builder, ScriptedSandbox], tmp_path: Path
+) -> None:
+    builder, sandbox = fake
+    r = builder.build(_spec("(user (name opam))", '(run (shell "hi"))'), tmp_path)
+    assert r.failure is not None
+    assert r.failure.message == ("user 'opam': this sandbox needs a numeric (user (uid U) (gid G))")
+    assert sandbox.configs == []  # nothing ran

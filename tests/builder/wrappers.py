@@ -43,6 +43,9 @@ class GatedSandbox:
         mounts = (*config.mounts, Mount(self.gate.dir, GATE_DIR, readonly=True))
         self.inner.run(dataclasses.replace(config, mounts=mounts), rootfs, **kw)  # type: ignore[arg-type]
 
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)  # the sandbox's rules: shell, unpacking, users
+
 
 class CountingSandbox:
     """The real sandbox, counting the commands it runs."""
@@ -56,6 +59,9 @@ class CountingSandbox:
         with self._lock:
             self.argvs.append(config.argv)
         self.inner.run(config, rootfs, **kw)  # type: ignore[arg-type]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)  # the sandbox's rules: shell, unpacking, users
 
 
 class ChangeBeforeCopy:
