@@ -22,6 +22,7 @@ from typing import Any
 import xxhash
 
 from obuilder_core.errors import ObuilderError
+from obuilder_core.spec.reader import ocaml_string
 
 #: Digest algorithms a manifest may use; the name is part of every copy step's key.
 ALGORITHMS: dict[str, Callable[[], Any]] = {
@@ -88,8 +89,8 @@ def copy_mode(st_mode: int) -> int:
 
 
 def quote(s: str) -> str:
-    """Quote a path for an error message, OCaml `%S` style."""
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """Quote a path for an error message, OCaml `%S` style (`spec.reader.ocaml_string`)."""
+    return ocaml_string(s)
 
 
 def hash_file(fd: int, algorithm: str) -> str:

@@ -10,8 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from obuilder_core.errors import ObuilderError
-from obuilder_core.sandbox.limits import LimitError, Limits
+from obuilder_core.builder import LimitError, Limits, ObuilderError
 from obuilder_core.spec import SpecError, check_spec, parse_spec
 from obuilder_core.spec.model import Spec
 from pytest_obuilder.markers import SpecMark, comment_marks, leading_marks
@@ -161,7 +160,7 @@ class SpecItem(pytest.Item):
 
     def _check_determinism(self, builder: Builder) -> None:
         """Rebuild every step (all cached by now) on its parent; fail if one differs."""
-        from obuilder_core.verify import format_report, verify
+        from obuilder_core.builder.verify import format_report, verify
 
         settings = self.config.stash[session_key].settings
         result = verify(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from obuilder_core.sandbox.limits import (
+from obuilder_core.builder import (
     DEFAULT_LIMITS,
     DEFAULT_PIDS,
     LimitError,

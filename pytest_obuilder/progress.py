@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import pytest
 
-from obuilder_core.log import Tail
+from obuilder_core.builder import Tail
 
 if TYPE_CHECKING:  # the builder is imported only when a spec is built
     from obuilder_core.builder import LogEvent

@@ -1,21 +1,54 @@
-"""The builder: build loop, step caching, single-flight across threads and processes.
+"""The builder: the one door into obuilder_core for the CLI, the pytest plugin and embedders.
 
-`Builder.open(store)` then `builder.build(spec, context_dir, log=...)` -> `BuildResult`.
+`Builder.open(store)` then `builder.build(spec, context_dir, log=...)` -> `BuildResult`; the
+store's maintenance (`delete`, `prune`, `gc`, `usage`, `delete_cache`, images) and re-running a
+step (`rerun`, used by the determinism checker in `builder.verify`) go through it too. The
+names a caller needs from the layers below (limits, errors, store kinds) are exported here, so
+that the CLI and the plugin import only `builder` and `spec`.
 """
 
-from obuilder_core.builder.builder import Builder, Pruned, Rebuild, StepError, Usage
+from obuilder_core.builder.builder import Builder, Pruned, StepError, Usage
 from obuilder_core.builder.context import Context
+from obuilder_core.builder.plans import CopyPlan, Plan, RunPlan
 from obuilder_core.builder.result import BuildFailure, BuildResult, LogEvent, StepRecord
+from obuilder_core.errors import ObuilderError
+from obuilder_core.images import ImageInfo
+from obuilder_core.log import Tail
+from obuilder_core.sandbox.limits import (
+    DEFAULT_LIMITS,
+    DEFAULT_PIDS,
+    LimitError,
+    Limits,
+    format_size,
+    parse_seconds,
+    parse_size,
+)
+from obuilder_core.stores import store_kinds
+from obuilder_core.stores.auto import default_store_spec
 
 __all__ = [
+    "DEFAULT_LIMITS",
+    "DEFAULT_PIDS",
     "BuildFailure",
     "BuildResult",
     "Builder",
     "Context",
+    "CopyPlan",
+    "ImageInfo",
+    "LimitError",
+    "Limits",
     "LogEvent",
+    "ObuilderError",
+    "Plan",
     "Pruned",
-    "Rebuild",
+    "RunPlan",
     "StepError",
     "StepRecord",
+    "Tail",
     "Usage",
+    "default_store_spec",
+    "format_size",
+    "parse_seconds",
+    "parse_size",
+    "store_kinds",
 ]

@@ -8,6 +8,7 @@ store is a cache hit: its saved output is replayed. A missing one is built once 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import hashlib
 import logging
@@ -15,18 +16,19 @@ import secrets as random
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from obuilder_core.builder.context import Context
 from obuilder_core.builder.flights import FlightCancelled, Flights
+from obuilder_core.builder.plans import CopyPlan, Plan, RunPlan
 from obuilder_core.builder.result import BuildFailure, BuildResult, LogEvent, StepRecord
 from obuilder_core.builder.step_lock import CANCELLED, Execute, Outcome, StepLocks
 from obuilder_core.builder.steps import copy_files, fetch_base, read_image_config, run_command
 from obuilder_core.errors import ObuilderError
-from obuilder_core.images import ImageSource, default_sources
+from obuilder_core.images import ImageInfo, ImageSource, LocalImages, default_sources
 from obuilder_core.index import Index
 from obuilder_core.keys import (
     BaseKey,
@@ -43,7 +45,7 @@ from obuilder_core.plugins import default_plugins
 from obuilder_core.sandbox import DEFAULT_LIMITS, Limits, RunConfig, Sandbox, StepFailed
 from obuilder_core.spec.model import Copy, FromBuild, Run, Spec, UnixUser
 from obuilder_core.spec.printer import heading as op_heading
-from obuilder_core.spec.reader import format_atom
+from obuilder_core.spec.reader import format_atom, ocaml_string
 from obuilder_core.stores import CacheBusy, Store, StoreError, open_store
 from obuilder_core.stores.common import is_full
 
@@ -55,35 +57,6 @@ logger = logging.getLogger(__name__)
 Fill = Callable[[Path, Emit, threading.Event], None]
 CLOSE_GRACE = 30.0
 """Seconds `Builder.close` waits for cancelled steps to stop (their containers to go)."""
-
-
-class Rerun(Protocol):
-    """`Rebuild.rerun`: execute the step again as `scratch_id` (see Rebuild)."""
-
-    def __call__(
-        self, scratch_id: str, config: RunConfig | None, /, *, sandbox: Sandbox | None = None
-    ) -> Path: ...
-
-
-@dataclass(frozen=True)
-class Rebuild:
-    """A run or copy step that is done, offered (via `Builder.build(on_step=...)`) for
-    re-execution on the same parent snapshot, e.g. to check that it is deterministic.
-
-    `config` is the run step's command config (None for a copy). `rerun(scratch_id, config)`
-    executes the step again, never from the cache, with `config` (None: the original) and
-    commits it as `scratch_id` (which must not exist); it returns the step dir, raises
-    ObuilderError if the step fails, and never touches step `id`. The caller deletes
-    `scratch_id`. Call it only inside the hook: the parent is protected until it returns.
-    `rerun(..., sandbox=S)` runs a run step's command with `S` instead of the builder's
-    sandbox (a copy step ignores it).
-    """
-
-    heading: str
-    id: str
-    parent: str
-    config: RunConfig | None
-    rerun: Rerun
 
 
 class StepError(ObuilderError):
@@ -103,12 +76,10 @@ class _Client:
         self,
         log: Callable[[LogEvent], None] | None,
         cancel: threading.Event,
-        on_step: Callable[[Rebuild], None] | None = None,
         limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         self._log = log
         self.cancel = cancel
-        self.on_step = on_step
         self.limits = limits
         self.steps: list[StepRecord] = []
         self.output = Tail()  # the current step's, for its failure report; bounded
@@ -289,6 +260,18 @@ class Builder:
             return False
         return True
 
+    def import_image(self, name: str, source: Path, log: Emit | None = None) -> ImageInfo:
+        """Import `source` (an OCI layout or archive, a `docker save` archive, a rootfs
+        tarball) as the local image `name` of this store; see `LocalImages.import_`."""
+        return self._local_images().import_(name, source, log=log)
+
+    def images(self) -> list[ImageInfo]:
+        """The local images of this store, by name."""
+        return self._local_images().ls()
+
+    def _local_images(self) -> LocalImages:
+        return LocalImages(self.store.state_dir() / "images")
+
     def caches(self) -> list[tuple[str, float]]:
         """The caches steps have used, with when last, least recently used first."""
         return self.index.caches()
@@ -313,7 +296,6 @@ class Builder:
         log: Callable[[LogEvent], None] | None = None,
         cancel: threading.Event | None = None,
         use_cache: bool = True,
-        on_step: Callable[[Rebuild], None] | None = None,
         limits: Limits | None = None,
     ) -> BuildResult:
         """Build `spec` with `context` as the source of `(copy ...)`; never raises for a
@@ -322,16 +304,13 @@ class Builder:
         `cancel`: set it to stop; this call then returns at once with a failure, and each
         step in progress is killed once no other build still wants it. `use_cache=False`
         re-runs every run and copy step (their results get fresh ids). `limits` replaces the
-        builder's limits for this build's steps (they are not part of any step's id).
-
-        `on_step` is called after each run and copy step is done (built or cached), with a
-        `Rebuild` that can execute the step again; an exception it raises that is not an
-        ObuilderError ends the build and propagates.
+        builder's limits for this build's steps (they are not part of any step's id). Each
+        step of the result carries what `rerun` needs to execute it again.
         """
         context = Path(context)
         if not context.is_dir():
             raise ObuilderError(f"build context {context}: not a directory")
-        client = _Client(log, cancel or threading.Event(), on_step, limits or self.limits)
+        client = _Client(log, cancel or threading.Event(), limits or self.limits)
         ctx = Context(src_dir=context, shell=self.sandbox.default_shell, secrets=dict(secrets))
         with contextlib.ExitStack() as held:
             try:
@@ -392,10 +371,10 @@ class Builder:
         self._step(
             id,
             None,
-            lambda tmp, w, _c: fetch_base(tmp, image, w, sources),
             client,
             held,
             fresh=False,
+            fill=lambda tmp, w, _c: fetch_base(tmp, image, w, sources),
         )
         return id
 
@@ -439,25 +418,8 @@ class Builder:
             limits=client.limits,
         )
         mounted = {s.target: v for s, v in zip(op.secrets, values, strict=True)}
-
-        def fill_with(config: RunConfig, sandbox: Sandbox | None = None) -> Fill:
-            def fill(tmp: Path, write: Emit, cancel: threading.Event) -> None:
-                self._touch_caches([c.id for c in op.cache])
-                run_command(
-                    tmp,
-                    config,
-                    op.cache,
-                    mounted,
-                    store=self.store,
-                    sandbox=sandbox or self.sandbox,
-                    write=write,
-                    cancel=cancel,
-                )
-
-            return fill
-
-        self._step(id, parent, fill_with(config), client, held, fresh=fresh)
-        self._offer(client, id, parent, config, fill_with)
+        plan = RunPlan(config, tuple(op.cache), mounted)
+        self._step(id, parent, client, held, fresh=fresh, plan=plan)
         return id
 
     def _copy(
@@ -469,14 +431,15 @@ class Builder:
         held: contextlib.ExitStack,
         use_cache: bool,
     ) -> str:
+        stage = None
         if isinstance(op.from_, FromBuild):
-            child = ctx.build_id(op.from_.name)
-            if child is None:
+            stage = ctx.build_id(op.from_.name)
+            if stage is None:
                 raise client.fail(f"Unknown build {_quote(op.from_.name)}")
-            held.enter_context(self.index.protect([child]))
-            if not self._has(child):
-                raise ObuilderError(f"Build result {_quote(child)} not found")
-            src_dir = held.enter_context(self.store.view(child)) / "rootfs"
+            held.enter_context(self.index.protect([stage]))
+            if not self._has(stage):
+                raise ObuilderError(f"Build result {_quote(stage)} not found")
+            src_dir = held.enter_context(self.store.view(stage)) / "rootfs"
             cache = None
         else:
             src_dir, cache = ctx.src_dir, self._stat_cache
@@ -494,55 +457,100 @@ class Builder:
             algorithm=DEFAULT_ALGORITHM,
         )
         id = _fresh_id(step_id(key)) if not use_cache else step_id(key)
-        user = ctx.user
-
-        def fill(tmp: Path, write: Emit, cancel: threading.Event) -> None:
-            copy_files(
-                tmp,
-                src_dir,
-                items,
-                dst,
-                shape,
-                user,
-                sandbox=self.sandbox,
-                write=write,
-                cancel=cancel,
-                limits=client.limits,
-            )
-
-        self._step(id, parent, fill, client, held, fresh=not use_cache)
-        self._offer(client, id, parent, None, lambda _config, _sandbox: fill)
+        plan = CopyPlan(
+            items,
+            dst,
+            shape,
+            ctx.user,
+            client.limits,
+            context=None if stage else ctx.src_dir,
+            stage=stage,
+        )
+        self._step(id, parent, client, held, fresh=not use_cache, plan=plan)
         return id
 
-    def _offer(
-        self,
-        client: _Client,
-        id: str,
-        parent: str,
-        config: RunConfig | None,
-        fill_with: Callable[[RunConfig, Sandbox | None], Fill],
-    ) -> None:
-        """Hand step `id` to the client's `on_step` hook (if any) as a `Rebuild`."""
-        if client.on_step is None:
+    def _fill(self, plan: Plan, sandbox: Sandbox | None = None) -> Fill:
+        """What executing `plan` writes into a step's temporary dir (with `sandbox`, default
+        the builder's, for its commands)."""
+        runner = sandbox or self.sandbox
+        if isinstance(plan, RunPlan):
+
+            def fill(tmp: Path, write: Emit, cancel: threading.Event) -> None:
+                self._touch_caches([c.id for c in plan.caches])
+                run_command(
+                    tmp,
+                    plan.config,
+                    plan.caches,
+                    plan.secrets,
+                    store=self.store,
+                    sandbox=runner,
+                    write=write,
+                    cancel=cancel,
+                )
+
+            return fill
+
+        def copy(tmp: Path, write: Emit, cancel: threading.Event) -> None:
+            with self._copy_source(plan) as src_dir:
+                copy_files(
+                    tmp,
+                    src_dir,
+                    plan.items,
+                    plan.dst,
+                    plan.shape,
+                    plan.user,
+                    sandbox=runner,
+                    write=write,
+                    cancel=cancel,
+                    limits=plan.limits,
+                )
+
+        return copy
+
+    @contextlib.contextmanager
+    def _copy_source(self, plan: CopyPlan) -> Iterator[Path]:
+        """The directory a copy reads: the build context, or a stage's rootfs (a view)."""
+        if plan.stage is None:
+            assert plan.context is not None
+            yield plan.context
             return
+        with self.store.view(plan.stage) as step_dir:
+            yield step_dir / "rootfs"
 
-        def rerun(
-            scratch_id: str, changed: RunConfig | None, /, *, sandbox: Sandbox | None = None
-        ) -> Path:
-            fill = fill_with(changed if changed is not None else config, sandbox)  # type: ignore[arg-type]
+    def rerun(
+        self,
+        step: StepRecord,
+        scratch_id: str,
+        *,
+        config: RunConfig | None = None,
+        sandbox: Sandbox | None = None,
+        cancel: threading.Event | None = None,
+    ) -> None:
+        """Execute `step` (of a BuildResult) again on its parent, never from the cache, and
+        commit it as `scratch_id` (which must not exist; it is not indexed: the caller
+        deletes it with `store.delete`). `config` replaces a run step's command config and
+        `sandbox` the builder's sandbox for it (e.g. to vary its environment). Raises
+        ObuilderError if the step fails or cannot be run again (a base image)."""
+        plan, parent = step.plan, step.parent
+        if plan is None or parent is None:
+            raise ObuilderError(f"step {_quote(step.heading)} cannot be executed again")
+        if config is not None and isinstance(plan, RunPlan):
+            plan = dataclasses.replace(plan, config=config)
+        fill = self._fill(plan, sandbox)
+        stop = cancel or threading.Event()
 
-            def in_tmp(tmp: Path) -> None:
-                with open(tmp / "log", "wb") as saved:
+        def in_tmp(tmp: Path) -> None:
+            with open(tmp / "log", "wb") as saved:
 
-                    def write(data: bytes) -> None:
-                        saved.write(data)
+                def write(data: bytes) -> None:
+                    saved.write(data)
 
-                    fill(tmp, write, client.cancel)
+                fill(tmp, write, stop)
 
-            # Not added to the index: a scratch result is the caller's to delete.
-            return self.store.build(scratch_id, parent, in_tmp)
-
-        client.on_step(Rebuild(client.heading, id, parent, config, rerun))
+        with self.index.protect([parent]):
+            if not self._has(parent):
+                raise ObuilderError(f"Build result {_quote(parent)} not found")
+            self.store.build(scratch_id, parent, in_tmp)
 
     # -- one step -------------------------------------------------------------------------------
 
@@ -550,13 +558,15 @@ class Builder:
         self,
         id: str,
         parent: str | None,
-        fill: Fill,
         client: _Client,
         held: contextlib.ExitStack,
         *,
         fresh: bool,
+        plan: Plan | None = None,
+        fill: Fill | None = None,
     ) -> None:
-        """Get step `id` from the cache or build it; raise StepError if it fails."""
+        """Get step `id` from the cache or build it (with `plan`, or `fill` for a base
+        image); raise StepError if it fails."""
         started = time.monotonic()
         if client.cancel.is_set():
             raise client.fail("Cancelled at user's request")
@@ -568,7 +578,9 @@ class Builder:
             replay(saved, client.write)
             outcome = Outcome("cached")
         else:
-            outcome = self._once(id, self._executor(id, parent, fill), client)
+            assert fill is not None or plan is not None
+            execute = self._executor(id, parent, fill or self._fill(plan))  # type: ignore[arg-type]
+            outcome = self._once(id, execute, client)
         with self._lock:
             if outcome.kind == "cached":
                 self._hits += 1
@@ -586,6 +598,8 @@ class Builder:
             cached=outcome.kind == "cached",
             duration=time.monotonic() - started,
             log_path=self._result(id) / "log",
+            parent=parent,
+            plan=plan,
         )
         client.steps.append(record)
         self._events.obuilder_step_finished(step=record)
@@ -690,6 +704,4 @@ def _fresh_id(id: str) -> str:
 
 
 def _quote(s: str) -> str:
-    from obuilder_core.sandbox.base import ocaml_quote
-
-    return ocaml_quote(s)
+    return ocaml_string(s)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
+
+from obuilder_core.builder.plans import Plan
 
 
 @dataclass(frozen=True)
@@ -20,13 +22,19 @@ class LogEvent:
 
 @dataclass(frozen=True)
 class StepRecord:
-    """One step of a build: its id, heading, whether it came from the cache, and its log."""
+    """One step of a build: its id, heading, whether it came from the cache, and its log.
+
+    `parent` is the step it was built on (None for a base image) and `plan` what it does
+    (None for a base image): enough to execute it again (`Builder.rerun`).
+    """
 
     id: str
     heading: str
     cached: bool
     duration: float
     log_path: Path | None
+    parent: str | None = None
+    plan: Plan | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)

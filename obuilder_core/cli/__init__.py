@@ -24,8 +24,8 @@ from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import NoReturn
 
+from obuilder_core.builder import ObuilderError
 from obuilder_core.cli.stopping import Stopped, stop_signals
-from obuilder_core.errors import ObuilderError
 
 # Imported lazily by `build_parser`, so a subcommand module can import helpers from here.
 SUBCOMMAND_MODULES: tuple[str, ...] = (

@@ -14,6 +14,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from obuilder_core.builder import (
+    DEFAULT_PIDS,
+    LimitError,
+    Limits,
+    ObuilderError,
+    parse_seconds,
+    parse_size,
+)
 from obuilder_core.cli import (
     EXIT_FAILED,
     EXIT_OK,
@@ -21,14 +29,6 @@ from obuilder_core.cli import (
     read_input_file,
 )
 from obuilder_core.cli.stopping import run_until_stopped
-from obuilder_core.errors import ObuilderError
-from obuilder_core.sandbox.limits import (
-    DEFAULT_PIDS,
-    LimitError,
-    Limits,
-    parse_seconds,
-    parse_size,
-)
 
 HEALTHCHECK_SPEC = '((from busybox) (shell /bin/sh -c) (run (shell "echo healthcheck")))'
 HEALTHCHECK_TIMEOUT = 300.0
@@ -111,7 +111,7 @@ def register(subparsers: Any) -> None:
 
 
 def _store_arg(text: str) -> str:
-    from obuilder_core.stores import store_kinds
+    from obuilder_core.builder import store_kinds
 
     kind, sep, arg = text.partition(":")
     kinds_known = store_kinds()
@@ -294,7 +294,7 @@ def _open_builder(args: argparse.Namespace) -> Any:
 
 def cmd_build(args: argparse.Namespace) -> int:
     """`obuilder build`: 0 when built (`Got: "ID"`), 1 when a step failed, 2 on bad input."""
-    from obuilder_core.sandbox.base import ocaml_quote
+    from obuilder_core.spec import ocaml_string
 
     spec, secrets = load_inputs(args)
     printer = _Printer()
@@ -313,7 +313,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         printer.out.flush()
         print(f"Build step failed: {result.failure.message}", file=sys.stderr)
         return EXIT_FAILED
-    print(f"Got: {ocaml_quote(result.id or '')}", flush=True)
+    print(f"Got: {ocaml_string(result.id or '')}", flush=True)
     return EXIT_OK
 
 

@@ -9,8 +9,6 @@ from typing import Any
 
 from tabulate import tabulate
 
-from obuilder_core.images.local import LocalImages
-
 
 def register(subparsers: Any) -> None:
     """Add the `image` command (with `import` and `ls`) to the CLI's subparsers."""
@@ -47,31 +45,25 @@ def _store_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def local_images(store_spec: str | None) -> LocalImages:
-    """The local images of the store named by `store_spec` (`<state dir>/images`)."""
-    from obuilder_core.stores import open_store  # the store layer loads only when needed
-
-    if store_spec is None:
-        from obuilder_core.stores.auto import default_store_spec
-
-        store_spec = default_store_spec()
-    return LocalImages(open_store(store_spec).state_dir() / "images")
-
-
 def import_command(args: argparse.Namespace) -> int:
     """Handler of `obuilder image import`; returns 0 (errors raise ObuilderError)."""
+    from obuilder_core.builder import Builder
     from obuilder_core.cli import UsageError
 
     if not args.source.exists():
         raise UsageError(f"{args.source}: no such file or directory")
-    info = local_images(args.store).import_(args.name, args.source, log=_stderr)
+    with Builder.open(args.store) as builder:
+        info = builder.import_image(args.name, args.source, log=_stderr)
     print(f"{info.name} {info.digest} {human_size(info.size)}")
     return 0
 
 
 def ls_command(args: argparse.Namespace) -> int:
     """Handler of `obuilder image ls`; returns 0 (errors raise ObuilderError)."""
-    infos = local_images(args.store).ls()
+    from obuilder_core.builder import Builder
+
+    with Builder.open(args.store) as builder:
+        infos = builder.images()
     rows = [(i.name, i.digest, human_size(i.size)) for i in infos]
     print(tabulate(rows, headers=["NAME", "DIGEST", "SIZE"], tablefmt="plain"))
     return 0

@@ -10,6 +10,7 @@ import sys
 import tempfile
 from typing import Any
 
+from obuilder_core.builder import ObuilderError
 from obuilder_core.cli import (
     EXIT_FAILED,
     EXIT_OK,
@@ -18,7 +19,6 @@ from obuilder_core.cli import (
     exit_code_for,
     read_input_file,
 )
-from obuilder_core.errors import ObuilderError
 from obuilder_core.spec import check_spec, parse_spec, print_spec
 from obuilder_core.spec.docker import dockerfile
 

@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Any
 
+from obuilder_core.builder import ObuilderError
 from obuilder_core.cli import error_line
 from obuilder_core.cli.build_commands import (
     _open_builder,
@@ -14,14 +15,13 @@ from obuilder_core.cli.build_commands import (
     spec_arguments,
 )
 from obuilder_core.cli.stopping import run_until_stopped
-from obuilder_core.errors import ObuilderError
 
 EXIT_ERROR = 2
 
 
 def register(subparsers: Any) -> None:
     """Add `verify` to the `obuilder` subcommands."""
-    from obuilder_core.verify import DEFAULT_VARY, VARIATIONS
+    from obuilder_core.builder.verify import DEFAULT_VARY, VARIATIONS
 
     p = subparsers.add_parser(
         "verify",
@@ -56,7 +56,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from obuilder_core.verify import format_report, parse_vary, verify
+    from obuilder_core.builder.verify import format_report, parse_vary, verify
 
     vary = parse_vary(args.vary)
     spec, secrets = load_inputs(args)

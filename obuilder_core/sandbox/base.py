@@ -18,6 +18,7 @@ from typing import BinaryIO, Protocol
 from obuilder_core.errors import ObuilderError
 from obuilder_core.sandbox.limits import DEFAULT_LIMITS, Limits
 from obuilder_core.spec.model import NamedUser, User
+from obuilder_core.spec.reader import ocaml_string
 
 HOST_NETWORK = ("host",)
 """`RunConfig.network` for a step that shares the host's network (`(network host)`)."""
@@ -233,24 +234,9 @@ class UnavailableSandbox(PosixRules):
         raise SandboxError(self.reason)
 
 
-def ocaml_quote(s: str) -> str:
-    """Quote like OCaml's `%S`: double quotes, backslash escapes for `"`, `\\` and controls."""
-    out = []
-    for ch in s:
-        if ch in '"\\':
-            out.append("\\" + ch)
-        elif ch in "\n\t\r\b":
-            out.append({"\n": "\\n", "\t": "\\t", "\r": "\\r", "\b": "\\b"}[ch])
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\{ord(ch):03d}")
-        else:
-            out.append(ch)
-    return '"' + "".join(out) + '"'
-
-
 def quote_argv(argv: tuple[str, ...]) -> str:
     """`"/bin/sh" "-c" "exit 3"`: each argument quoted, space separated (OBuilder's format)."""
-    return " ".join(ocaml_quote(a) for a in argv)
+    return " ".join(ocaml_string(a) for a in argv)
 
 
 def signal_name(signum: int) -> str:
@@ -262,4 +248,4 @@ def signal_name(signum: int) -> str:
 
 
 def _dump_list(items: tuple[str, ...]) -> str:
-    return "[" + "; ".join(ocaml_quote(i) for i in items) + "]"
+    return "[" + "; ".join(ocaml_string(i) for i in items) + "]"

@@ -3,7 +3,7 @@
 from obuilder_core.spec.errors import SpecError
 from obuilder_core.spec.parser import check_spec, load_spec, parse_spec, validate_spec
 from obuilder_core.spec.printer import heading, print_op, print_spec
-from obuilder_core.spec.reader import format_atom
+from obuilder_core.spec.reader import format_atom, ocaml_string
 
 __all__ = [
     "SpecError",
@@ -11,6 +11,7 @@ __all__ = [
     "format_atom",
     "heading",
     "load_spec",
+    "ocaml_string",
     "parse_spec",
     "print_op",
     "print_spec",

@@ -108,9 +108,15 @@ def escape(s: str) -> str:
     return "".join(out)
 
 
+def ocaml_string(s: str) -> str:
+    """`s` as an OCaml string literal (`%S`), for messages that quote the user's text: the
+    one quoting function of the project (printable non-ASCII text stays readable)."""
+    return f'"{escape(s)}"'
+
+
 def format_atom(s: str) -> str:
     """`s` as a one-line sexplib atom: bare when it reads back as itself, else `"..."` escaped."""
-    return f'"{escape(s)}"' if needs_quotes(s) else s
+    return ocaml_string(s) if needs_quotes(s) else s
 
 
 class _Located:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from obuilder_core.builder import Builder
-from obuilder_core.verify import VARIATIONS, VerifyError, format_report, parse_vary, verify
+from obuilder_core.builder.verify import VARIATIONS, VerifyError, format_report, parse_vary, verify
 from tests.builder.conftest import spec
 from tests.fixtures.root import require_tool
 from tests.verify.test_cli import run_verify

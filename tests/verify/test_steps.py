@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from obuilder_core.builder import Builder
-from obuilder_core.verify import DEFAULT_VARY, format_report, parse_vary, verify
+from obuilder_core.builder.verify import DEFAULT_VARY, format_report, parse_vary, verify
 from tests.builder.conftest import spec
 
 STABLE = '(run (shell "echo stable > /stable.txt; chmod 644 /stable.txt"))'

@@ -1,10 +1,11 @@
 """The determinism checker behind `obuilder verify` and `pytest --obuilder-rebuild`.
 
-The spec is built normally (cached steps are reused). Then, as each run or copy step is done,
-it is executed again without the cache on top of the same parent snapshot, under a scratch id,
-with some variations of its environment (reprotest-like), and the two root filesystems are
-compared (`verify_diff.compare_trees`). The first step whose results differ stops the check.
-The cached result is never replaced; the scratch result is deleted unless `keep` is set.
+The spec is built normally (cached steps are reused). Then each run or copy step of the
+result, in order, is executed again (`Builder.rerun`) without the cache on top of the same
+parent snapshot, under a scratch id, with some variations of its environment (reprotest-like),
+and the two root filesystems are compared (`tree_diff.compare_trees`). The first step whose
+results differ stops the check. The cached result is never replaced; the scratch result is
+deleted unless `keep` is set.
 """
 
 from __future__ import annotations
@@ -19,13 +20,15 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from obuilder_core.builder import Builder, BuildFailure, LogEvent, Rebuild
+from obuilder_core.builder.builder import Builder
+from obuilder_core.builder.plans import RunPlan
+from obuilder_core.builder.result import BuildFailure, LogEvent, StepRecord
+from obuilder_core.builder.tree_diff import TreeDiff, compare_trees, content_detail
 from obuilder_core.errors import ObuilderError
 from obuilder_core.manifest import StatCache
 from obuilder_core.sandbox import RunConfig
 from obuilder_core.sandbox.disorder import DisorderedSandbox, disorderfs_missing
 from obuilder_core.spec.model import Spec
-from obuilder_core.verify_diff import TreeDiff, compare_trees, content_detail
 
 EXIT_SAME, EXIT_DIFFERENT, EXIT_ERROR = 0, 1, 2
 
@@ -108,10 +111,6 @@ class VerifyResult:
         return EXIT_DIFFERENT if self.divergence is not None else EXIT_SAME
 
 
-class _Stop(Exception):
-    """Raised by the step hook to end the build at the first divergent step."""
-
-
 def varied_config(config: RunConfig, vary: tuple[str, ...], rootfs: Path) -> RunConfig:
     """`config` with the variations in `vary` applied (cpus is applied by the caller)."""
     env = list(config.env)
@@ -154,7 +153,7 @@ def _one_cpu(enabled: bool) -> Iterator[None]:
 
 
 class _Checker:
-    """The `on_step` hook: rebuilds each step, compares, stops at the first difference."""
+    """Rebuilds steps one at a time and compares them with their cached results."""
 
     def __init__(
         self,
@@ -163,49 +162,56 @@ class _Checker:
         keep: bool,
         check_mtimes: bool,
         stat_cache: StatCache,
+        cancel: threading.Event | None,
     ) -> None:
         self.builder = builder
         self.stat_cache = stat_cache
         self.vary = vary
         self.keep = keep
         self.check_mtimes = check_mtimes
+        self.cancel = cancel
         self.checked = 0
         self.divergence: Divergence | None = None
         self.failure: BuildFailure | None = None
         self.notes: list[str] = []
 
-    def __call__(self, step: Rebuild) -> None:
+    def check(self, step: StepRecord) -> bool:
+        """Rebuild `step` and compare; False once a result differs or a rebuild failed."""
         store = self.builder.store
+        assert step.plan is not None and step.parent is not None
         with contextlib.ExitStack() as views:
             try:
                 original = views.enter_context(store.view(step.id))
                 parent = views.enter_context(store.view(step.parent))
             except ObuilderError:
                 raise ObuilderError(f"Build result {step.id} vanished while verifying") from None
-            self._check(step, original, parent, views)
+            return self._compare(step, original, parent, views)
 
-    def _check(
-        self, step: Rebuild, original: Path, parent: Path, views: contextlib.ExitStack
-    ) -> None:
+    def _compare(
+        self, step: StepRecord, original: Path, parent: Path, views: contextlib.ExitStack
+    ) -> bool:
         store = self.builder.store
         scratch = hashlib.sha256(f"{step.id}:verify:{secrets.token_hex(16)}".encode()).hexdigest()
+        run = step.plan.config if isinstance(step.plan, RunPlan) else None
         config = None
-        if step.config is not None:
-            config = varied_config(step.config, self.vary, parent / "rootfs")
-            if "umask" in self.vary and config.argv == step.config.argv:
+        if run is not None:
+            config = varied_config(run, self.vary, parent / "rootfs")
+            if "umask" in self.vary and config.argv == run.argv:
                 self._note(f"umask not varied for {step.heading}: no /bin/sh in the image")
-        cpus = "cpus" in self.vary and step.config is not None and len(os.sched_getaffinity(0)) > 1
+        cpus = "cpus" in self.vary and run is not None and len(os.sched_getaffinity(0)) > 1
         sandbox = None
-        if "fileorder" in self.vary and step.config is not None:
+        if "fileorder" in self.vary and run is not None:
             sandbox = DisorderedSandbox(self.builder.sandbox)
         keep = False
         try:
             try:
                 with _one_cpu(cpus):
-                    step.rerun(scratch, config, sandbox=sandbox)
+                    self.builder.rerun(
+                        step, scratch, config=config, sandbox=sandbox, cancel=self.cancel
+                    )
             except ObuilderError as e:
                 self.failure = BuildFailure(step.heading, f"rebuild failed: {e}", b"")
-                raise _Stop from None
+                return False
             rebuilt = views.enter_context(store.view(scratch))
             self.checked += 1
             diff = compare_trees(
@@ -214,18 +220,17 @@ class _Checker:
                 check_mtimes=self.check_mtimes,
                 stat_cache=self.stat_cache,
             )
-            if not diff.same:
-                keep = self.keep
-                details = tuple(
-                    (x.path, content_detail(diff.a / x.path, diff.b / x.path))
-                    for x in diff.differences
-                    if x.kind == "content"
-                )[:DETAIL_FILES]
-                self.divergence = Divergence(
-                    step.heading, step.id, scratch, diff, store.result(scratch) if keep else None,
-                    details,
-                )  # fmt: skip
-                raise _Stop
+            if diff.same:
+                return True
+            keep = self.keep
+            details = tuple(
+                (x.path, content_detail(diff.a / x.path, diff.b / x.path))
+                for x in diff.differences
+                if x.kind == "content"
+            )[:DETAIL_FILES]
+            kept = store.result(scratch) if keep else None
+            self.divergence = Divergence(step.heading, step.id, scratch, diff, kept, details)
+            return False
         finally:
             if not keep:
                 views.close()  # the views go before the scratch result they show
@@ -257,14 +262,15 @@ def verify(
     vary, notes = _available(vary)
     cache_path = builder.store.state_dir() / STAT_CACHE
     with StatCache(cache_path) as cache:
-        checker = _Checker(builder, vary, keep, check_mtimes, cache)
+        checker = _Checker(builder, vary, keep, check_mtimes, cache, cancel)
         checker.notes += notes
-        with contextlib.suppress(_Stop):
-            result = builder.build(
-                spec, context, secrets=secrets, cancel=cancel, log=log, on_step=checker
-            )
-            if result.failure is not None:
-                checker.failure = result.failure
+        result = builder.build(spec, context, secrets=secrets, cancel=cancel, log=log)
+        if result.failure is not None:
+            checker.failure = result.failure
+        else:
+            for step in result.steps:
+                if step.plan is not None and not checker.check(step):
+                    break
     return VerifyResult(
         spec_name, vary, checked=checker.checked, divergence=checker.divergence,
         failure=checker.failure, notes=tuple(checker.notes),
