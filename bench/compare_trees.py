@@ -27,8 +27,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from obuilder_core.manifest import RACY_WINDOW_NS, StatCache  # noqa: E402
 from obuilder_core.builder.tree_diff import compare_trees  # noqa: E402
+from obuilder_core.stat_cache import RACY_WINDOW_NS, StatCache  # noqa: E402
 
 
 def make_srcdir(root: Path) -> Path:

@@ -27,9 +27,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from obuilder_core.copy_tar import write_copy_tar
-from obuilder_core.keys import CopyShape
-from obuilder_core.manifest import Manifest, StatCache, generate
+from obuilder_core.manifest import Manifest, generate
+from obuilder_core.paths import CopyShape
 from obuilder_core.spec.model import UnixUser
+from obuilder_core.stat_cache import StatCache
 
 
 def make_workload(ctx: Path) -> None:

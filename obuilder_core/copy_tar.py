@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import BinaryIO
 
 from obuilder_core.errors import ObuilderError
-from obuilder_core.keys import CopyShape
 from obuilder_core.manifest import (
     ALGORITHMS,
     Dir,
@@ -39,6 +38,7 @@ from obuilder_core.manifest import (
     Symlink,
     quote,
 )
+from obuilder_core.paths import CopyShape
 from obuilder_core.spec.model import NamedUser, UnixUser, User
 
 DIR_MODE = 0o755

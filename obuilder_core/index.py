@@ -22,7 +22,8 @@ from pathlib import Path
 
 from obuilder_core.locks import file_lock
 from obuilder_core.stores.base import Store, StoreError
-from obuilder_core.stores.common import TempArea, du_bytes
+from obuilder_core.stores.disk import du_bytes
+from obuilder_core.stores.temps import TempArea
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS steps (

@@ -5,43 +5,25 @@ id is `sha256_hex(encode(key))`. The encoding is canonical JSON (sorted keys, no
 ASCII only) of a value tree that tags every variant, so distinct keys never share an encoding.
 It starts with KEY_FORMAT: changing the encoding means bumping it (old results are then never
 reused, which is safe). Unlike OBuilder (reference §1.6): copy manifests carry file modes and
-the digest algorithm; secret values appear only as an HMAC under a per-store random key.
-Cache mounts are not in the key, as in OBuilder: a cache is an optimisation a step must not
-depend on.
+the digest algorithm; secret values appear only as an HMAC under a per-store random key
+(`secret_key.py`). Cache mounts are not in the key, as in OBuilder: a cache is an optimisation
+a step must not depend on.
 """
 
 from __future__ import annotations
 
-import contextlib
-import enum
 import hashlib
-import hmac
 import json
-import os
 import secrets
-import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from obuilder_core.errors import ObuilderError
 from obuilder_core.manifest import Dir, Entry, File, Manifest, Symlink
+from obuilder_core.paths import CopyShape
 from obuilder_core.spec.model import NamedUser, Run, UnixUser, User
 
 KEY_FORMAT = "pytest-obuilder/step-key/1"
-STORE_KEY_BYTES = 32
-
-
-class CopySpecError(ObuilderError):
-    """A copy's sources and destination do not fit together."""
-
-
-class CopyShape(enum.Enum):
-    """OBuilder's Copy_item (one source written as dst) or Copy_items (sources into dst dir)."""
-
-    SINGLE = "single"
-    MULTI = "multi"
 
 
 @dataclass(frozen=True)
@@ -117,9 +99,6 @@ def run_key(
     )
 
 
-# --- encoding ------------------------------------------------------------------------------
-
-
 def _user(u: User) -> list[Any]:
     if isinstance(u, UnixUser):
         return ["unix", u.uid, u.gid]
@@ -180,100 +159,8 @@ def step_id(key: StepKey) -> str:
     return hashlib.sha256(encode(key)).hexdigest()
 
 
-# --- secrets -------------------------------------------------------------------------------
-
-
-def secret_digest(store_key: bytes, value: bytes) -> str:
-    """HMAC-SHA256 of a secret value under the store's key: stands for the value in run keys.
-
-    Ids then reveal nothing about the value (no offline guessing without the store key), and a
-    changed value still changes the id.
-    """
-    return hmac.new(store_key, value, hashlib.sha256).hexdigest()
-
-
-def load_or_create_key(path: Path) -> bytes:
-    """The store's secret-HMAC key at `path`, created (32 random bytes, mode 0600) if absent.
-
-    Creation is atomic and race-free: the key is written to a private temporary file and linked
-    into place, so concurrent callers all end up with the same key. Raises ObuilderError if the
-    file is unreadable, has the wrong size, or is readable by group or others.
-    """
-    path = Path(path)
-    if not path.exists():
-        _create_key(path)
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError as e:
-        raise ObuilderError(f"Can't read secret key file {path}: {e.strerror}") from None
-    with os.fdopen(fd, "rb") as f:
-        mode = os.fstat(f.fileno()).st_mode
-        data = f.read(STORE_KEY_BYTES + 1)
-    if stat.S_IMODE(mode) & 0o077:
-        raise ObuilderError(
-            f"Secret key file {path} is accessible by others (mode {stat.S_IMODE(mode):04o});"
-            f" run: chmod 600 {path}"
-        )
-    if len(data) != STORE_KEY_BYTES:
-        raise ObuilderError(
-            f"Secret key file {path} is corrupt ({len(data)} bytes, expected {STORE_KEY_BYTES})"
-        )
-    return data
-
-
-def _create_key(path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(8)}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
-            os.write(fd, secrets.token_bytes(STORE_KEY_BYTES))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        # link() never replaces: if another process won the race, its key stays.
-        with contextlib.suppress(FileExistsError):
-            os.link(tmp, path)
-    except OSError as e:
-        raise ObuilderError(f"Can't create secret key file {path}: {e.strerror}") from None
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-
-
-# --- paths ---------------------------------------------------------------------------------
-
-
-def normalize_path(path: str) -> str:
-    """An absolute container path with '//' and '.' collapsed and '..' resolved lexically.
-
-    '..' never climbs above '/' (as inside a chroot). Used for workdirs and copy destinations
-    so that equivalent spellings (`/src/..` and `/`) give the same step id (reference §7.36).
-    """
-    out: list[str] = []
-    for part in path.split("/"):
-        if part in ("", "."):
-            continue
-        if part == "..":
-            if out:
-                out.pop()
-        else:
-            out.append(part)
-    return "/" + "/".join(out)
-
-
-def copy_destination(workdir: str, dst: str, n_items: int) -> tuple[str, CopyShape]:
-    """Resolve a copy's `dst` against `workdir` and pick its shape (reference §2.7 step 4).
-
-    A dst ending in '/' (or '/.', '/..', or naming '/') is a directory the items go into
-    (MULTI); otherwise exactly one item is written as dst (SINGLE).
-    """
-    if n_items == 0:
-        raise CopySpecError("No source items for copy!")
-    full = dst if dst.startswith("/") else f"{workdir.rstrip('/')}/{dst}"
-    path = normalize_path(full)
-    last = full.rsplit("/", 1)[-1]
-    if full.endswith("/") or last in (".", "..") or path == "/":
-        return path, CopyShape.MULTI
-    if n_items > 1:
-        raise CopySpecError("When copying multiple items, the destination must end with '/'")
-    return path, CopyShape.SINGLE
+def scratch_id(id: str, purpose: str) -> str:
+    """A new id, never seen before, for a step that must not come from the cache: `--no-cache`
+    and `(uncached)` steps ("fresh"; their descendants get new ids too), the determinism
+    checker's rebuilds ("verify"). `purpose` is only for whoever reads the derivation."""
+    return hashlib.sha256(f"{id}:{purpose}:{secrets.token_hex(16)}".encode()).hexdigest()

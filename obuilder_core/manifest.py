@@ -3,17 +3,13 @@
 A manifest is what the copy step's id is computed from (see keys.CopyKey) and what the tar stream
 (copy_tar) sends. Semantics follow OBuilder's `Manifest.generate` (reference §2.7) with the
 changes of DESIGN.md: file digests are xxh3-128 by default (sha256 on request), a stat cache
-avoids re-reading unchanged files, and a file's mode (exec bit) is part of the manifest.
-"""
+avoids re-reading unchanged files, and a file's mode (exec bit) is part of the manifest."""
 
 from __future__ import annotations
 
 import hashlib
 import os
-import sqlite3
 import stat
-import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,17 +19,24 @@ import xxhash
 
 from obuilder_core.errors import ObuilderError
 from obuilder_core.spec.reader import ocaml_string
+from obuilder_core.stat_cache import StatCache
 
 #: Digest algorithms a manifest may use; the name is part of every copy step's key.
 ALGORITHMS: dict[str, Callable[[], Any]] = {
     "xxh3_128": xxhash.xxh3_128,
     "sha256": hashlib.sha256,
 }
+
+
 DEFAULT_ALGORITHM = "xxh3_128"
+
 
 #: The modes a copied file can have: any exec bit in the source makes it 0755, else 0644.
 EXEC_MODE = 0o755
+
+
 PLAIN_MODE = 0o644
+
 
 _CHUNK = 1 << 20
 
@@ -294,131 +297,3 @@ def iter_entries(entry: Entry) -> list[Entry]:
         if isinstance(e, Dir):
             stack.extend(reversed(e.entries))
     return out
-
-
-# --- the stat cache ------------------------------------------------------------------------
-
-#: A file changed this recently is hashed but not cached: its timestamps may not yet differ
-#: from those of a later write in the same clock tick (git's "racily clean" problem).
-RACY_WINDOW_NS = 2_000_000_000
-_BATCH = 500  # inodes per query, well under sqlite's parameter limit
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS digests (
-    dev INTEGER NOT NULL, ino INTEGER NOT NULL, algorithm TEXT NOT NULL,
-    size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, ctime_ns INTEGER NOT NULL,
-    digest TEXT NOT NULL,
-    PRIMARY KEY (dev, ino, algorithm)
-)
-"""
-
-
-class StatCache:
-    """File digests keyed by (dev, inode, size, mtime_ns, ctime_ns), persisted in sqlite.
-
-    A hit means the file was not re-read. Any write to a file changes its ctime, so a changed
-    file always misses; files changed within `racy_window_ns` of being hashed are not recorded.
-    One row per (dev, inode, algorithm) keeps the table as small as the trees it has seen.
-    Safe for concurrent processes (sqlite WAL, busy timeout) and threads (one lock).
-    """
-
-    def __init__(self, path: Path, *, racy_window_ns: int = RACY_WINDOW_NS) -> None:
-        self.path = Path(path)
-        self.racy_window_ns = racy_window_ns
-        self._lock = threading.Lock()
-        self._pending: list[tuple[int, int, str, int, int, int, str]] = []
-        self._db = self._connect()
-
-    def _connect(self) -> sqlite3.Connection:
-        # Switching to WAL and creating the table take locks that sqlite's busy handler does
-        # not always wait for when several processes open a new database at once: retry.
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                db = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
-            except sqlite3.Error as e:
-                raise ObuilderError(f"Can't open stat cache {self.path}: {e}") from None
-            try:
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute("PRAGMA synchronous=NORMAL")
-                db.execute(_SCHEMA)
-                db.commit()
-                return db
-            except sqlite3.OperationalError as e:
-                db.close()
-                if "locked" not in str(e) or time.monotonic() > deadline:
-                    raise ObuilderError(f"Can't open stat cache {self.path}: {e}") from None
-                time.sleep(0.01)
-            except sqlite3.Error as e:
-                db.close()
-                raise ObuilderError(f"Can't open stat cache {self.path}: {e}") from None
-
-    def get_many(
-        self, stats: Sequence[os.stat_result], algorithm: str
-    ) -> dict[tuple[int, int], str]:
-        """Recorded digests of the files with these lstat results, by (dev, inode).
-
-        Files whose size, mtime or ctime differ from the record are left out (misses).
-        """
-        want = {(st.st_dev, st.st_ino): st for st in stats}
-        by_dev: dict[int, list[int]] = {}
-        for dev, ino in want:
-            by_dev.setdefault(dev, []).append(ino)
-        rows = [
-            row
-            for dev, inos in by_dev.items()
-            for i in range(0, len(inos), _BATCH)
-            for row in self._select(dev, inos[i : i + _BATCH], algorithm)
-        ]
-        found: dict[tuple[int, int], str] = {}
-        for dev, ino, size, mtime_ns, ctime_ns, digest in rows:
-            st = want[(dev, ino)]
-            if (size, mtime_ns, ctime_ns) == (st.st_size, st.st_mtime_ns, st.st_ctime_ns):
-                found[(dev, ino)] = digest
-        return found
-
-    def _select(self, dev: int, inos: list[int], algorithm: str) -> list[tuple[Any, ...]]:
-        marks = ",".join("?" * len(inos))
-        with self._lock:
-            try:
-                return self._db.execute(
-                    "SELECT dev, ino, size, mtime_ns, ctime_ns, digest FROM digests"
-                    f" WHERE dev = ? AND algorithm = ? AND ino IN ({marks})",
-                    (dev, algorithm, *inos),
-                ).fetchall()
-            except sqlite3.Error as e:
-                raise ObuilderError(f"Can't read stat cache {self.path}: {e}") from None
-
-    def put(self, st: os.stat_result, algorithm: str, digest: str) -> None:
-        """Record `digest` for the file with this stat result (written by `flush`)."""
-        if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) < self.racy_window_ns:
-            return
-        row = (st.st_dev, st.st_ino, algorithm, st.st_size, st.st_mtime_ns, st.st_ctime_ns, digest)
-        with self._lock:
-            self._pending.append(row)
-
-    def flush(self) -> None:
-        """Write recorded digests in one transaction."""
-        with self._lock:
-            rows, self._pending = self._pending, []
-            if not rows:
-                return
-            try:
-                with self._db:
-                    self._db.executemany(
-                        "INSERT OR REPLACE INTO digests VALUES (?, ?, ?, ?, ?, ?, ?)", rows
-                    )
-            except sqlite3.Error as e:
-                raise ObuilderError(f"Can't write stat cache {self.path}: {e}") from None
-
-    def close(self) -> None:
-        """Flush and close the database."""
-        self.flush()
-        with self._lock:
-            self._db.close()
-
-    def __enter__(self) -> StatCache:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

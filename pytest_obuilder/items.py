@@ -63,7 +63,7 @@ class BuilderSession:
 session_key = pytest.StashKey[BuilderSession]()
 
 
-class BuildFailed(Exception):
+class _SpecFailed(Exception):
     """A spec's build failed at a step (the test's failure)."""
 
     def __init__(self, failure: BuildFailure) -> None:
@@ -154,7 +154,7 @@ class SpecItem(pytest.Item):
         self.user_properties.extend(build_properties(result, new_hits - hits, new_misses - misses))
         self.ihook.pytest_obuilder_build_finished(item=self, result=result)
         if result.failure is not None:
-            raise BuildFailed(result.failure)
+            raise _SpecFailed(result.failure)
         if settings.rebuild:
             self._check_determinism(builder)
 
@@ -179,7 +179,7 @@ class SpecItem(pytest.Item):
         style: Any = None,
     ) -> Any:
         """The failed step, its message and log tail; a user error's one line; else a traceback."""
-        if isinstance(excinfo.value, BuildFailed):
+        if isinstance(excinfo.value, _SpecFailed):
             settings = self.config.stash[session_key].settings
             return failure_text(excinfo.value.failure, settings.log_lines)
         if isinstance(excinfo.value, NotDeterministic):

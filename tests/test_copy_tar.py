@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from obuilder_core.copy_tar import CopyStreamError, gnu_header, missing_dirs, write_copy_tar
-from obuilder_core.keys import CopyShape, copy_destination
 from obuilder_core.manifest import Manifest, ManifestError, generate
+from obuilder_core.paths import CopyShape, copy_destination
 from obuilder_core.process import run_cmd
 from obuilder_core.spec.model import NamedUser, UnixUser, User
 from tests.fixtures.root import require_tool

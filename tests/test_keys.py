@@ -16,22 +16,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from obuilder_core import keys
+from obuilder_core import keys, secret_key
 from obuilder_core.errors import ObuilderError
-from obuilder_core.keys import (
-    BaseKey,
-    CopyKey,
-    CopyShape,
-    CopySpecError,
-    RunKey,
-    copy_destination,
-    encode,
-    normalize_path,
-    run_key,
-    secret_digest,
-    step_id,
-)
+from obuilder_core.keys import BaseKey, CopyKey, RunKey, encode, run_key, step_id
 from obuilder_core.manifest import Dir, Entry, File, Manifest, Symlink
+from obuilder_core.paths import CopyShape, CopySpecError, copy_destination, normalize_path
+from obuilder_core.secret_key import secret_digest
 from obuilder_core.spec.model import Cache, NamedUser, Run, Secret, UnixUser, User
 
 PARENT = "cae66" + "0" * 59
@@ -338,21 +328,23 @@ def test_encoding_is_deterministic(a: keys.StepKey) -> None:
 
 def test_load_or_create_key_creates_a_private_32_byte_key(tmp_path: Path) -> None:
     path = tmp_path / "secret-key"
-    key = keys.load_or_create_key(path)
+    key = secret_key.load_or_create_key(path)
     assert len(key) == 32
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert keys.load_or_create_key(path) == key
+    assert secret_key.load_or_create_key(path) == key
     assert sorted(p.name for p in tmp_path.iterdir()) == ["secret-key"]
 
 
 def test_two_stores_get_different_keys(tmp_path: Path) -> None:
-    assert keys.load_or_create_key(tmp_path / "a") != keys.load_or_create_key(tmp_path / "b")
+    assert secret_key.load_or_create_key(tmp_path / "a") != secret_key.load_or_create_key(
+        tmp_path / "b"
+    )
 
 
 def test_concurrent_creators_agree_on_one_key(tmp_path: Path) -> None:
     path = tmp_path / "secret-key"
     with ProcessPoolExecutor(max_workers=8) as pool:
-        results = list(pool.map(keys.load_or_create_key, [path] * 32))
+        results = list(pool.map(secret_key.load_or_create_key, [path] * 32))
     assert len(set(results)) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["secret-key"]
 
@@ -362,15 +354,15 @@ def test_corrupt_key_file_is_a_clear_error(tmp_path: Path) -> None:
     path.write_bytes(b"short")
     path.chmod(0o600)
     with pytest.raises(ObuilderError, match=r"secret-key is corrupt \(5 bytes, expected 32\)"):
-        keys.load_or_create_key(path)
+        secret_key.load_or_create_key(path)
 
 
 def test_readable_key_file_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "secret-key"
-    keys.load_or_create_key(path)
+    secret_key.load_or_create_key(path)
     os.chmod(path, 0o644)
     with pytest.raises(ObuilderError, match=r"accessible by others \(mode 0644\); run: chmod 600"):
-        keys.load_or_create_key(path)
+        secret_key.load_or_create_key(path)
 
 
 # --- paths and copy shapes -----------------------------------------------------------------

@@ -16,11 +16,11 @@ from obuilder_core.manifest import (
     File,
     Manifest,
     ManifestError,
-    StatCache,
     Symlink,
     generate,
     iter_entries,
 )
+from obuilder_core.stat_cache import StatCache
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ names a caller needs from the layers below (limits, errors, store kinds) are exp
 that the CLI and the plugin import only `builder` and `spec`.
 """
 
-from obuilder_core.builder.builder import Builder, Pruned, StepError, Usage
+from obuilder_core.builder.builder import Builder, Pruned, Usage
 from obuilder_core.builder.context import Context
 from obuilder_core.builder.plans import CopyPlan, Plan, RunPlan
 from obuilder_core.builder.result import BuildFailure, BuildResult, LogEvent, StepRecord
@@ -42,7 +42,6 @@ __all__ = [
     "Plan",
     "Pruned",
     "RunPlan",
-    "StepError",
     "StepRecord",
     "Tail",
     "Usage",

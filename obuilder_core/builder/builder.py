@@ -10,9 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
-import hashlib
 import logging
-import secrets as random
 import sys
 import threading
 import time
@@ -30,24 +28,19 @@ from obuilder_core.builder.steps import copy_files, fetch_base, read_image_confi
 from obuilder_core.errors import ObuilderError
 from obuilder_core.images import ImageInfo, ImageSource, LocalImages, default_sources
 from obuilder_core.index import Index
-from obuilder_core.keys import (
-    BaseKey,
-    CopyKey,
-    copy_destination,
-    load_or_create_key,
-    run_key,
-    secret_digest,
-    step_id,
-)
+from obuilder_core.keys import BaseKey, CopyKey, run_key, scratch_id, step_id
 from obuilder_core.log import Emit, LogCancelled, SharedLog, Tail, replay
-from obuilder_core.manifest import DEFAULT_ALGORITHM, StatCache, generate
+from obuilder_core.manifest import DEFAULT_ALGORITHM, generate
+from obuilder_core.paths import copy_destination
 from obuilder_core.plugins import default_plugins
 from obuilder_core.sandbox import DEFAULT_LIMITS, Limits, RunConfig, Sandbox, StepFailed
+from obuilder_core.secret_key import load_or_create_key, secret_digest
 from obuilder_core.spec.model import Copy, FromBuild, Run, Spec, UnixUser
 from obuilder_core.spec.printer import heading as op_heading
 from obuilder_core.spec.reader import format_atom, ocaml_string
+from obuilder_core.stat_cache import StatCache
 from obuilder_core.stores import CacheBusy, Store, StoreError, open_store
-from obuilder_core.stores.common import is_full
+from obuilder_core.stores.disk import is_full
 
 if TYPE_CHECKING:
     import pluggy
@@ -59,7 +52,7 @@ CLOSE_GRACE = 30.0
 """Seconds `Builder.close` waits for cancelled steps to stop (their containers to go)."""
 
 
-class StepError(ObuilderError):
+class _StepFailure(ObuilderError):
     """A step failed; carries what the client needs to report it."""
 
     def __init__(
@@ -97,8 +90,8 @@ class _Client:
         if self._log is not None:
             self._log(LogEvent("output", data))
 
-    def fail(self, message: str, log_path: Path | None = None) -> StepError:
-        return StepError(self.heading, message, self.output.bytes(), log_path)
+    def fail(self, message: str, log_path: Path | None = None) -> _StepFailure:
+        return _StepFailure(self.heading, message, self.output.bytes(), log_path)
 
 
 @dataclass(frozen=True)
@@ -315,7 +308,7 @@ class Builder:
         with contextlib.ExitStack() as held:
             try:
                 id = self._build(spec, ctx, client, held, use_cache)
-            except StepError as e:
+            except _StepFailure as e:
                 return BuildResult(None, tuple(client.steps), e.failure)
             except ObuilderError as e:
                 return BuildResult(
@@ -408,7 +401,7 @@ class Builder:
             secret_digests=digests,
         )
         fresh = op.uncached or not use_cache
-        id = _fresh_id(step_id(key)) if fresh else step_id(key)
+        id = scratch_id(step_id(key), "fresh") if fresh else step_id(key)
         config = RunConfig(
             argv=(*ctx.shell, op.shell),
             cwd=ctx.workdir,
@@ -456,7 +449,7 @@ class Builder:
             manifests=items,
             algorithm=DEFAULT_ALGORITHM,
         )
-        id = _fresh_id(step_id(key)) if not use_cache else step_id(key)
+        id = scratch_id(step_id(key), "fresh") if not use_cache else step_id(key)
         plan = CopyPlan(
             items,
             dst,
@@ -566,7 +559,7 @@ class Builder:
         fill: Fill | None = None,
     ) -> None:
         """Get step `id` from the cache or build it (with `plan`, or `fill` for a base
-        image); raise StepError if it fails."""
+        image); raise _StepFailure if it fails."""
         started = time.monotonic()
         if client.cancel.is_set():
             raise client.fail("Cancelled at user's request")
@@ -696,11 +689,6 @@ class Builder:
         if path is None:
             raise ObuilderError(f"Build result {_quote(id)} not found")
         return path
-
-
-def _fresh_id(id: str) -> str:
-    """A new id for a step that must not come from the cache (its descendants change too)."""
-    return hashlib.sha256(f"{id}:fresh:{random.token_hex(16)}".encode()).hexdigest()
 
 
 def _quote(s: str) -> str:

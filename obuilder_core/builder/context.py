@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from obuilder_core.keys import normalize_path
-from obuilder_core.sandbox.base import POSIX_SHELL
+from obuilder_core.paths import normalize_path
+from obuilder_core.sandbox.rules import POSIX_SHELL
 from obuilder_core.spec.model import ROOT, Comment, Env, Op, SetUser, Shell, User, Workdir
 
 

@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from obuilder_core.keys import CopyShape
 from obuilder_core.manifest import Manifest
+from obuilder_core.paths import CopyShape
 from obuilder_core.sandbox import Limits, RunConfig
 from obuilder_core.spec.model import Cache, User
 

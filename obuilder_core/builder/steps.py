@@ -16,9 +16,9 @@ from pathlib import Path
 
 from obuilder_core.copy_tar import CopyStreamError, missing_dirs, write_copy_tar
 from obuilder_core.images import ImageConfig, ImageSource, fetch_image
-from obuilder_core.keys import CopyShape
 from obuilder_core.log import Emit
 from obuilder_core.manifest import Manifest
+from obuilder_core.paths import CopyShape
 from obuilder_core.sandbox import DEFAULT_LIMITS, Limits, Mount, RunConfig, Sandbox, SecretMount
 from obuilder_core.spec.model import Cache, User
 from obuilder_core.stores import CacheLease, Store

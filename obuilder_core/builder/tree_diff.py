@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from obuilder_core.errors import ObuilderError
-from obuilder_core.manifest import DEFAULT_ALGORITHM, StatCache, hash_file
+from obuilder_core.manifest import DEFAULT_ALGORITHM, hash_file
+from obuilder_core.stat_cache import StatCache
 
 #: Difference kinds, in report order.
 KINDS = ("only in A", "only in B", "type", "content", "mode", "owner", "link target", "xattrs",

@@ -11,9 +11,7 @@ deleted unless `keep` is set.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
-import secrets
 import shutil
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -25,10 +23,11 @@ from obuilder_core.builder.plans import RunPlan
 from obuilder_core.builder.result import BuildFailure, LogEvent, StepRecord
 from obuilder_core.builder.tree_diff import TreeDiff, compare_trees, content_detail
 from obuilder_core.errors import ObuilderError
-from obuilder_core.manifest import StatCache
+from obuilder_core.keys import scratch_id
 from obuilder_core.sandbox import RunConfig
 from obuilder_core.sandbox.disorder import DisorderedSandbox, disorderfs_missing
 from obuilder_core.spec.model import Spec
+from obuilder_core.stat_cache import StatCache
 
 EXIT_SAME, EXIT_DIFFERENT, EXIT_ERROR = 0, 1, 2
 
@@ -191,7 +190,7 @@ class _Checker:
         self, step: StepRecord, original: Path, parent: Path, views: contextlib.ExitStack
     ) -> bool:
         store = self.builder.store
-        scratch = hashlib.sha256(f"{step.id}:verify:{secrets.token_hex(16)}".encode()).hexdigest()
+        scratch = scratch_id(step.id, "verify")
         run = step.plan.config if isinstance(step.plan, RunPlan) else None
         config = None
         if run is not None:

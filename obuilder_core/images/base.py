@@ -8,14 +8,14 @@ a build step needs: its environment, working directory and user.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from obuilder_core.errors import ObuilderError
+from obuilder_core.log import Emit
 
-Log = Callable[[bytes], None]
 """Receives progress output (whole lines, ending in a newline) for the step log."""
 
 
@@ -99,7 +99,7 @@ class ImageSource(Protocol):
         """How error messages name this source, e.g. "registry registry-1.docker.io"."""
         ...
 
-    def fetch(self, name: str, rootfs: Path, log: Log) -> ImageConfig:
+    def fetch(self, name: str, rootfs: Path, log: Emit) -> ImageConfig:
         """Write image `name`'s filesystem into `rootfs` and return its config.
 
         `rootfs` is an existing empty directory. Raises ImageNotFound (before writing anything)

@@ -26,7 +26,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from obuilder_core.errors import ObuilderError
-from obuilder_core.images.base import ImageError, Log
+from obuilder_core.images.base import ImageError
+from obuilder_core.log import Emit
 from obuilder_core.process import run_cmd
 
 WHITEOUT = ".wh."
@@ -38,7 +39,7 @@ _GZIP, _ZSTD, _XZ, _BZ2 = b"\x1f\x8b", b"\x28\xb5\x2f\xfd", b"\xfd7zXZ\x00", b"B
 Parts = tuple[str, ...]
 
 
-def apply_layers(rootfs: Path, layers: Sequence[Path], log: Log, *, where: str) -> None:
+def apply_layers(rootfs: Path, layers: Sequence[Path], log: Emit, *, where: str) -> None:
     """Apply `layers` in order (lowest first) into `rootfs`; `where` names the image in errors."""
     for i, layer in enumerate(layers, 1):
         log(f"applying layer {i}/{len(layers)}\n".encode())

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from obuilder_core.images.base import ImageConfig, ImageError, ImageNotFound, Log
+from obuilder_core.images.base import ImageConfig, ImageError, ImageNotFound
 from obuilder_core.images.layers import apply_layer, apply_layers
 from obuilder_core.images.oci import (
     OCI_CONFIG,
@@ -40,6 +40,7 @@ from obuilder_core.images.oci import (
     sha256_digest,
 )
 from obuilder_core.images.ref import parse_ref
+from obuilder_core.log import Emit
 
 _SAFE = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-.")
 _TMP = ".tmp-"
@@ -79,7 +80,7 @@ class LocalImages:
         """The layout directory image `name` has (or would have) in this store."""
         return self.root / escape_name(parse_ref(name).familiar())
 
-    def import_(self, name: str, source: Path, log: Log | None = None) -> ImageInfo:
+    def import_(self, name: str, source: Path, log: Emit | None = None) -> ImageInfo:
         """Import `source` as `name`, replacing any image of that name; returns what was stored.
 
         `source` is an OCI image layout directory, an OCI archive (a tar of one), a `docker
@@ -125,7 +126,7 @@ class LocalImages:
                     out.append(_info(entry))
         return sorted(out, key=lambda i: i.name)
 
-    def fetch(self, name: str, rootfs: Path, log: Log) -> ImageConfig:
+    def fetch(self, name: str, rootfs: Path, log: Emit) -> ImageConfig:
         """ImageSource.fetch from the local images; ImageNotFound if `name` was not imported."""
         ref = parse_ref(name)
         with self._lock(exclusive=False):

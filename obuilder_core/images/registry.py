@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from http.client import HTTPResponse
 from pathlib import Path
 
-from obuilder_core.images.base import ImageConfig, ImageError, ImageNotFound, Log
+from obuilder_core.images.base import ImageConfig, ImageError, ImageNotFound
 from obuilder_core.images.layers import apply_layers
 from obuilder_core.images.oci import (
     DOCKER_LIST,
@@ -41,6 +41,7 @@ from obuilder_core.images.oci import (
     sha256_digest,
 )
 from obuilder_core.images.ref import DOCKER_HUB, ImageRef, parse_ref
+from obuilder_core.log import Emit
 
 DOCKER_HUB_URL = "https://registry-1.docker.io"
 ACCEPT = ", ".join((OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST))
@@ -85,7 +86,7 @@ class Registry:
         self._check_scheme(url, "registry")
         return url
 
-    def fetch(self, name: str, rootfs: Path, log: Log) -> ImageConfig:
+    def fetch(self, name: str, rootfs: Path, log: Emit) -> ImageConfig:
         """ImageSource.fetch from the image's registry (or the mirror, for Docker Hub names)."""
         ref = parse_ref(name)
         base = self.endpoint(ref)
@@ -117,7 +118,7 @@ class Registry:
             )
 
 
-def _resolve(client: _Client, ref: ImageRef, want: Platform | None, log: Log) -> Manifest:
+def _resolve(client: _Client, ref: ImageRef, want: Platform | None, log: Emit) -> Manifest:
     """Fetch the image manifest for `ref`, going through an index if there is one."""
     data, ctype = client.manifest(ref.reference, pinned=ref.digest)
     # Logged so that users can pin the tag they got (`name@sha256:...`).

@@ -8,7 +8,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from obuilder_core.images.base import ImageConfig, ImageNotFound, ImageSource, Log
+from obuilder_core.images.base import ImageConfig, ImageNotFound, ImageSource
+from obuilder_core.log import Emit
 
 if TYPE_CHECKING:
     import pluggy
@@ -37,7 +38,7 @@ def _rank(ranked: tuple[int, ImageSource]) -> int:
 
 
 def fetch_image(
-    name: str, rootfs: Path, log: Log, *, sources: Sequence[ImageSource]
+    name: str, rootfs: Path, log: Emit, *, sources: Sequence[ImageSource]
 ) -> ImageConfig:
     """Write image `name` into the empty dir `rootfs` from the first source that has it.
 

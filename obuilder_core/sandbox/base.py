@@ -1,82 +1,26 @@
 """The Sandbox contract: run one command in a root filesystem, isolated from the host.
 
-A sandbox is what a `run` step (and the tar of a `copy` step) executes in. The builder hands it a
-`RunConfig` (argv, env, user, cwd, network, cache mounts, secrets) and the step's writable rootfs;
-the sandbox streams the command's output into the step log and reports how it ended.
+A sandbox is what a `run` step (and the unpacking of a `copy` step) executes in. The builder
+hands it a `RunConfig` (argv, env, user, cwd, network, cache mounts, secrets, limits) and the
+step's writable rootfs; the sandbox streams the command's output into the step log and reports
+how it ended (`errors.py`). It also owns its rules (`rules.py`).
 """
 
 from __future__ import annotations
 
 import posixpath
-import signal
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from obuilder_core.errors import ObuilderError
+from obuilder_core.log import Emit
+from obuilder_core.sandbox.errors import SandboxError, UnsupportedNetwork, dump_list
 from obuilder_core.sandbox.limits import DEFAULT_LIMITS, Limits
-from obuilder_core.spec.model import NamedUser, User
-from obuilder_core.spec.reader import ocaml_string
+from obuilder_core.spec.model import User
 
 HOST_NETWORK = ("host",)
 """`RunConfig.network` for a step that shares the host's network (`(network host)`)."""
-
-
-class SandboxError(ObuilderError):
-    """A command could not be run, or did not finish successfully."""
-
-
-class UnsupportedNetwork(SandboxError):
-    """`RunConfig.network` names a network this sandbox does not provide."""
-
-
-class StepFailed(SandboxError):
-    """The command exited with a non-zero status or was killed by a signal.
-
-    The message matches OBuilder's: `"/bin/sh" "-c" "exit 3" failed with exit status 3`. When
-    the command hit one of its limits, `reason` says which: `... killed: out of memory (limit
-    256 MiB)`, `... failed with exit status 2: hit its limit of 100 processes`.
-    """
-
-    def __init__(
-        self,
-        argv: tuple[str, ...],
-        *,
-        status: int | None = None,
-        signum: int | None = None,
-        reason: str | None = None,
-    ) -> None:
-        self.argv = argv
-        self.status = status
-        self.signum = signum
-        self.reason = reason
-        how = f"signal {signal_name(signum)}" if signum is not None else f"exit status {status}"
-        if reason is None:
-            text = f"failed with {how}"
-        elif signum == signal.SIGKILL:
-            text = f"killed: {reason}"
-        else:
-            text = f"failed with {how}: {reason}"
-        super().__init__(f"{quote_argv(argv)} {text}")
-
-
-class Cancelled(SandboxError):
-    """The caller cancelled the command; it was killed and its container removed."""
-
-    def __init__(self, argv: tuple[str, ...]) -> None:
-        self.argv = argv
-        super().__init__(f"{quote_argv(argv)} cancelled")
-
-
-class TimedOut(SandboxError):
-    """The command ran longer than its time limit; it was killed and its container removed."""
-
-    def __init__(self, argv: tuple[str, ...], timeout: float) -> None:
-        self.argv = argv
-        self.timeout = timeout
-        super().__init__(f"{quote_argv(argv)} killed: step timeout {timeout:g}s")
 
 
 @dataclass(frozen=True)
@@ -124,7 +68,7 @@ class RunConfig:
             raise SandboxError("cannot run an empty command")
         if self.network not in ((), HOST_NETWORK):
             raise UnsupportedNetwork(
-                f"Unsupported network configuration {_dump_list(self.network)}"
+                f"Unsupported network configuration {dump_list(self.network)}"
                 ' (use no network, or "host")'
             )
         for what, path in [
@@ -167,7 +111,7 @@ class Sandbox(Protocol):
         config: RunConfig,
         rootfs: Path,
         *,
-        log: Callable[[bytes], None],
+        log: Emit,
         stdin: bytes | BinaryIO | None = None,
         cancel: threading.Event | None = None,
     ) -> None:
@@ -185,67 +129,3 @@ class Sandbox(Protocol):
         Secret values never enter `rootfs` or `log`.
         """
         ...
-
-
-POSIX_SHELL = ("/usr/bin/env", "bash", "-c")
-"""OBuilder's default shell for `run` steps in a Linux container."""
-UNPACK_ENV = (("PATH", "/bin:/usr/bin"),)
-
-
-class PosixRules:
-    """The rules of a Linux container sandbox (runc's, and OBuilder's): bash for `run`, the
-    image's own `tar -xf -` for copies, numeric users only (a name means nothing before the
-    container's /etc/passwd is read, and runc does not read it)."""
-
-    @property
-    def default_shell(self) -> tuple[str, ...]:
-        """See `Sandbox.default_shell`: `/usr/bin/env bash -c`."""
-        return POSIX_SHELL
-
-    def unpack_config(self, limits: Limits) -> RunConfig:
-        """See `Sandbox.unpack_config`: `tar -xf -` run as root in `/`."""
-        return RunConfig(argv=("tar", "-xf", "-"), cwd="/", env=UNPACK_ENV, limits=limits)
-
-    def check_user(self, user: User) -> None:
-        """See `Sandbox.check_user`: `(user (uid U) (gid G))` only."""
-        if isinstance(user, NamedUser):
-            raise SandboxError(
-                f"user {user.name!r}: this sandbox needs a numeric (user (uid U) (gid G))"
-            )
-
-
-class UnavailableSandbox(PosixRules):
-    """Stands in for a sandbox that cannot run here (e.g. runc is not installed): every run
-    fails with `reason`, so that a store can still be maintained."""
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-
-    def run(
-        self,
-        config: RunConfig,
-        rootfs: Path,
-        *,
-        log: Callable[[bytes], None],
-        stdin: bytes | BinaryIO | None = None,
-        cancel: threading.Event | None = None,
-    ) -> None:
-        """Raise SandboxError(reason)."""
-        raise SandboxError(self.reason)
-
-
-def quote_argv(argv: tuple[str, ...]) -> str:
-    """`"/bin/sh" "-c" "exit 3"`: each argument quoted, space separated (OBuilder's format)."""
-    return " ".join(ocaml_string(a) for a in argv)
-
-
-def signal_name(signum: int) -> str:
-    """`SIGKILL` for 9; the number itself for signals without a name."""
-    try:
-        return signal.Signals(signum).name
-    except ValueError:
-        return str(signum)
-
-
-def _dump_list(items: tuple[str, ...]) -> str:
-    return "[" + "; ".join(ocaml_string(i) for i in items) + "]"

@@ -10,11 +10,12 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from obuilder_core.log import Emit
 from obuilder_core.process import run_cmd
 from obuilder_core.sandbox.base import RunConfig, Sandbox
 from obuilder_core.sandbox.limits import Limits
@@ -104,7 +105,7 @@ class DisorderedSandbox:
         config: RunConfig,
         rootfs: Path,
         *,
-        log: Callable[[bytes], None],
+        log: Emit,
         stdin: bytes | BinaryIO | None = None,
         cancel: threading.Event | None = None,
     ) -> None:

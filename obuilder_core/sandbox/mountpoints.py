@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from obuilder_core.sandbox.base import SandboxError
+from obuilder_core.sandbox.errors import SandboxError
 
 MAX_SYMLINKS = 40
 

@@ -33,19 +33,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, BinaryIO
 
+from obuilder_core.log import Emit
 from obuilder_core.process import run_cmd
 from obuilder_core.sandbox import mountpoints
-from obuilder_core.sandbox.base import (
-    Cancelled,
-    PosixRules,
-    RunConfig,
-    SandboxError,
-    SecretMount,
-    StepFailed,
-    TimedOut,
-)
+from obuilder_core.sandbox.base import RunConfig, SecretMount
 from obuilder_core.sandbox.config import hosts_file_content, make_config
+from obuilder_core.sandbox.errors import Cancelled, SandboxError, StepFailed, TimedOut
 from obuilder_core.sandbox.limits import format_size
+from obuilder_core.sandbox.rules import PosixRules
 
 logger = logging.getLogger(__name__)
 
@@ -148,7 +143,7 @@ class RuncSandbox(PosixRules):
         config: RunConfig,
         rootfs: Path,
         *,
-        log: Callable[[bytes], None],
+        log: Emit,
         stdin: bytes | BinaryIO | None = None,
         cancel: threading.Event | None = None,
     ) -> None:
@@ -195,7 +190,7 @@ class RuncSandbox(PosixRules):
         cid: str,
         bundle: Path,
         config: RunConfig,
-        log: Callable[[bytes], None],
+        log: Emit,
         stdin: bytes | BinaryIO | None,
         cancel: threading.Event | None,
     ) -> None:
@@ -365,7 +360,7 @@ def _readable(fd: int, wait: float) -> bool:
 
 def _pump(
     out: IO[bytes],
-    log: Callable[[bytes], None],
+    log: Emit,
     cancel: threading.Event | None,
     deadline: float | None,
 ) -> type[Cancelled] | type[TimedOut] | None:
@@ -383,7 +378,7 @@ def _pump(
             log(chunk)
 
 
-def _drain(out: IO[bytes], log: Callable[[bytes], None], until: float) -> None:
+def _drain(out: IO[bytes], log: Emit, until: float) -> None:
     """Log what is left in the pipe after a kill, giving up at `until`."""
     fd = out.fileno()
     while time.monotonic() < until:

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from obuilder_core.process import run_cmd
 from obuilder_core.stores.base import Store, StoreError
-from obuilder_core.stores.common import fs_type, remove_tree, seal_root, unique_name
+from obuilder_core.stores.disk import fs_type, remove_tree, seal_root
+from obuilder_core.stores.names import unique_name
 
 _KINDS = ("btrfs", "overlayfs", "rsync")
 
@@ -60,7 +61,7 @@ def choose_kind(root: Path) -> str:
     return "rsync"
 
 
-def open(arg: str) -> Store:
+def open_backend(arg: str) -> Store:
     """Open the store at `arg` with its recorded backend, choosing one for a new store."""
     root = Path(arg).absolute()
     try:
@@ -77,5 +78,5 @@ def open(arg: str) -> Store:
     if kind not in _KINDS:
         raise StoreError(f"auto:{arg}: {marker} names unknown backend {kind!r}")
     module = importlib.import_module(f"obuilder_core.stores.{kind}")
-    store: Store = module.open(str(root / kind))
+    store: Store = module.open_backend(str(root / kind))
     return store

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from obuilder_core.process import run_cmd
 from obuilder_core.stores.base import StoreError
-from obuilder_core.stores.common import fs_type, is_full, remove_tree, seal_root
 from obuilder_core.stores.dirstore import DirStore
+from obuilder_core.stores.disk import fs_type, is_full, remove_tree, seal_root
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ def _field(usage: str, name: str) -> int:
     return int(m.group(1))
 
 
-def open(arg: str) -> BtrfsStore:
+def open_backend(arg: str) -> BtrfsStore:
     """Open (creating if needed) the btrfs store at directory `arg`, which must be on btrfs."""
     root = Path(arg).absolute()
     try:

@@ -1,6 +1,6 @@
 """The built-in store backends, registered as a plugin (see `obuilder_core.plugins`).
 
-Each backend is one module defining `open(arg) -> Store`, imported only when chosen.
+Each backend is one module defining `open_backend(arg) -> Store`, imported only when chosen.
 """
 
 from __future__ import annotations
@@ -31,5 +31,5 @@ def obuilder_open_store(kind: str, arg: str) -> Store | None:
     module = BACKENDS.get(kind)
     if module is None:
         return None
-    store: Store = importlib.import_module(module).open(arg)
+    store: Store = importlib.import_module(module).open_backend(arg)
     return store

@@ -10,20 +10,13 @@ import contextlib
 import errno
 import logging
 import os
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from obuilder_core.errors import ObuilderError
 from obuilder_core.stores.base import CacheLease, StoreError
-from obuilder_core.stores.common import (
-    TempArea,
-    TempClaim,
-    check_step_id,
-    escape_cache_name,
-    is_step_id,
-    locked_counter,
-)
+from obuilder_core.stores.names import check_step_id, escape_cache_name, is_step_id
+from obuilder_core.stores.temps import TempArea, TempClaim, locked_counter, once
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +146,7 @@ class DirStore:
         except BaseException:
             self._discard(clone)
             raise
-        return CacheLease(clone.path, _once(lambda: self._release_cache(esc, gen0, clone)))
+        return CacheLease(clone.path, once(lambda: self._release_cache(esc, gen0, clone)))
 
     def _create_cache(self, main: Path, user: tuple[int, int]) -> None:
         """Create `main` empty and owned by `user`, atomically (built aside, then renamed)."""
@@ -227,18 +220,3 @@ def commit_rename(src: Path, dst: Path, id: str) -> None:
         if e.errno in (errno.EEXIST, errno.ENOTEMPTY):
             raise StoreError(f"step {id} already exists in the store") from None
         raise
-
-
-def _once(fn: Callable[[], None]) -> Callable[[], None]:
-    """Wrap `fn` so only the first call runs it (a lease released twice is released once)."""
-    lock = threading.Lock()
-    done: list[bool] = []
-
-    def call() -> None:
-        with lock:
-            if done:
-                return
-            done.append(True)
-        fn()
-
-    return call

@@ -23,7 +23,6 @@ of its parent's view and becomes a base layer, so lowerdir stacks stay bounded.
 
 from __future__ import annotations
 
-import builtins
 import contextlib
 import ctypes
 import ctypes.util
@@ -36,15 +35,9 @@ from pathlib import Path
 from obuilder_core.locks import file_lock
 from obuilder_core.process import run_cmd
 from obuilder_core.stores.base import CacheLease, StoreError
-from obuilder_core.stores.common import (
-    TempArea,
-    check_step_id,
-    escape_cache_name,
-    locked_counter,
-    remove_tree,
-    seal_root,
-    statvfs_free_pct,
-)
+from obuilder_core.stores.disk import remove_tree, seal_root, statvfs_free_pct
+from obuilder_core.stores.names import check_step_id, escape_cache_name
+from obuilder_core.stores.temps import TempArea, locked_counter, once
 
 MAX_DEPTH = 30  # layers in one overlay stack; the kernel allows 500, option strings ~4 KB
 _MAX_OPTS = 3500  # bytes of mount options (one page is the hard limit)
@@ -55,7 +48,7 @@ def mounts_under(root: Path) -> list[Path]:
     """Mount points at or below `root` (from /proc/self/mountinfo), deepest first."""
     prefix = str(root).rstrip("/") + "/"
     found = []
-    with builtins.open("/proc/self/mountinfo") as f:
+    with open("/proc/self/mountinfo") as f:
         for line in f:
             point = line.split()[4].encode().decode("unicode_escape")
             if point == str(root) or point.startswith(prefix):
@@ -345,12 +338,8 @@ class OverlayStore:
             remove_tree(claim.path)
             claim.release()
             raise
-        released: list[bool] = []
 
         def release() -> None:
-            if released:
-                return
-            released.append(True)
             try:
                 with locked_counter(self.root / "cache-gen" / esc) as gen:
                     if gen.get() == gen0 and main.is_dir():
@@ -360,7 +349,7 @@ class OverlayStore:
                 remove_tree(claim.path)
                 claim.release()
 
-        return CacheLease(path=claim.path, release=release)
+        return CacheLease(path=claim.path, release=once(release))
 
     def _new_cache(self, main: Path, user: tuple[int, int]) -> None:
         claim = self.cache_tmp.claim("new")
@@ -398,7 +387,7 @@ class OverlayStore:
                 self._unmount_if_unused(view.name, None)
 
 
-def open(arg: str) -> OverlayStore:
+def open_backend(arg: str) -> OverlayStore:
     """Open (creating if needed) the overlayfs store at directory `arg`."""
     root = Path(arg).absolute()
     try:

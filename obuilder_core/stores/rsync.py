@@ -10,8 +10,8 @@ from pathlib import Path
 
 from obuilder_core.process import run_cmd
 from obuilder_core.stores.base import StoreError
-from obuilder_core.stores.common import remove_tree, seal_root, statvfs_free_pct
 from obuilder_core.stores.dirstore import DirStore
+from obuilder_core.stores.disk import remove_tree, seal_root, statvfs_free_pct
 
 
 class RsyncStore(DirStore):
@@ -36,7 +36,7 @@ class RsyncStore(DirStore):
         return statvfs_free_pct(self.root)
 
 
-def open(arg: str) -> RsyncStore:
+def open_backend(arg: str) -> RsyncStore:
     """Open (creating if needed) the rsync store at directory `arg`."""
     root = Path(arg)
     if not root.is_absolute():

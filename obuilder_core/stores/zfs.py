@@ -32,14 +32,9 @@ from pathlib import Path
 
 from obuilder_core.process import CommandError, CommandTimeout, run_cmd
 from obuilder_core.stores.base import CacheBusy, CacheLease, StoreError
-from obuilder_core.stores.common import (
-    TempArea,
-    TempClaim,
-    check_step_id,
-    escape_cache_name,
-    locked_counter,
-    seal_root,
-)
+from obuilder_core.stores.disk import seal_root
+from obuilder_core.stores.names import check_step_id, escape_cache_name
+from obuilder_core.stores.temps import TempArea, TempClaim, locked_counter, once
 
 log = logging.getLogger(__name__)
 
@@ -446,12 +441,9 @@ class _Lease:
 
     def __init__(self, store: ZfsStore, esc: str, clone: str, gen0: int, claim: TempClaim) -> None:
         self.store, self.esc, self.clone, self.gen0, self.claim = store, esc, clone, gen0, claim
-        self.released = False
+        self.release = once(self._release)
 
-    def release(self) -> None:
-        if self.released:
-            return
-        self.released = True
+    def _release(self) -> None:
         with locked_counter(self.store.gens / self.esc) as gen:
             if gen.get() == self.gen0 and self.store._head(self.esc) is not None:
                 gen.set(self.gen0 + 1)
@@ -461,7 +453,7 @@ class _Lease:
         self.store._finish(self.claim, self.clone, keep=False)
 
 
-def open(arg: str) -> ZfsStore:
+def open_backend(arg: str) -> ZfsStore:
     """Open the zfs store in dataset `arg` (`POOL` or `POOL/child`; a leading `/` is ignored)."""
     dataset = arg.strip("/")
     if not dataset:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from obuilder_core.images import ImageConfig, ImageNotFound
 from obuilder_core.sandbox import Cancelled, RunConfig, StepFailed
-from obuilder_core.sandbox.base import PosixRules
+from obuilder_core.sandbox.rules import PosixRules
 
 
 class ScriptedImages:

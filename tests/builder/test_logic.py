@@ -16,7 +16,7 @@ import pytest
 
 from obuilder_core.builder import Builder
 from obuilder_core.sandbox import RunConfig
-from obuilder_core.sandbox.base import POSIX_SHELL
+from obuilder_core.sandbox.rules import POSIX_SHELL
 from obuilder_core.spec import parse_spec
 from obuilder_core.stores import open_store
 from tests.builder.conftest import collect, ok, text

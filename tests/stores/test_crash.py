@@ -10,7 +10,7 @@ import pytest
 
 from obuilder_core.index import Index
 from obuilder_core.stores import Store, open_store
-from obuilder_core.stores.common import TempArea
+from obuilder_core.stores.temps import TempArea
 from tests.stores.helpers import (
     find_named,
     spawn,

@@ -9,7 +9,7 @@ import pytest
 
 from obuilder_core.stores import open_store
 from obuilder_core.stores.auto import can_mount_overlay, default_store_spec
-from obuilder_core.stores.common import escape_cache_name
+from obuilder_core.stores.names import escape_cache_name
 from obuilder_core.stores.rsync import RsyncStore
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from obuilder_core.manifest import StatCache
 from obuilder_core.builder.tree_diff import compare_trees, content_detail
+from obuilder_core.stat_cache import StatCache
 
 
 @pytest.fixture

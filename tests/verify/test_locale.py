@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from obuilder_core.builder import Builder
-from obuilder_core.images.local import LocalImages
 from obuilder_core.builder.verify import format_report, verify
+from obuilder_core.images.local import LocalImages
 from tests.builder.conftest import spec
 
 IMAGE = "glibc-locale"

@@ -1,0 +1,143 @@
+"""The stat cache: file digests kept in sqlite and keyed by the file's identity and times, so
+that an unchanged file is never read twice (by a copy's manifest, or by the determinism
+checker's tree comparison)."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from obuilder_core.errors import ObuilderError
+
+#: A file changed this recently is hashed but not cached: its timestamps may not yet differ
+#: from those of a later write in the same clock tick (git's "racily clean" problem).
+RACY_WINDOW_NS = 2_000_000_000
+
+
+_BATCH = 500  # inodes per query, well under sqlite's parameter limit
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS digests (
+    dev INTEGER NOT NULL, ino INTEGER NOT NULL, algorithm TEXT NOT NULL,
+    size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, ctime_ns INTEGER NOT NULL,
+    digest TEXT NOT NULL,
+    PRIMARY KEY (dev, ino, algorithm)
+)
+"""
+
+
+class StatCache:
+    """File digests keyed by (dev, inode, size, mtime_ns, ctime_ns), persisted in sqlite.
+
+    A hit means the file was not re-read. Any write to a file changes its ctime, so a changed
+    file always misses; files changed within `racy_window_ns` of being hashed are not recorded.
+    One row per (dev, inode, algorithm) keeps the table as small as the trees it has seen.
+    Safe for concurrent processes (sqlite WAL, busy timeout) and threads (one lock).
+    """
+
+    def __init__(self, path: Path, *, racy_window_ns: int = RACY_WINDOW_NS) -> None:
+        self.path = Path(path)
+        self.racy_window_ns = racy_window_ns
+        self._lock = threading.Lock()
+        self._pending: list[tuple[int, int, str, int, int, int, str]] = []
+        self._db = self._connect()
+
+    def _connect(self) -> sqlite3.Connection:
+        # Switching to WAL and creating the table take locks that sqlite's busy handler does
+        # not always wait for when several processes open a new database at once: retry.
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                db = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
+            except sqlite3.Error as e:
+                raise ObuilderError(f"Can't open stat cache {self.path}: {e}") from None
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
+                db.execute(_SCHEMA)
+                db.commit()
+                return db
+            except sqlite3.OperationalError as e:
+                db.close()
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    raise ObuilderError(f"Can't open stat cache {self.path}: {e}") from None
+                time.sleep(0.01)
+            except sqlite3.Error as e:
+                db.close()
+                raise ObuilderError(f"Can't open stat cache {self.path}: {e}") from None
+
+    def get_many(
+        self, stats: Sequence[os.stat_result], algorithm: str
+    ) -> dict[tuple[int, int], str]:
+        """Recorded digests of the files with these lstat results, by (dev, inode).
+
+        Files whose size, mtime or ctime differ from the record are left out (misses).
+        """
+        want = {(st.st_dev, st.st_ino): st for st in stats}
+        by_dev: dict[int, list[int]] = {}
+        for dev, ino in want:
+            by_dev.setdefault(dev, []).append(ino)
+        rows = [
+            row
+            for dev, inos in by_dev.items()
+            for i in range(0, len(inos), _BATCH)
+            for row in self._select(dev, inos[i : i + _BATCH], algorithm)
+        ]
+        found: dict[tuple[int, int], str] = {}
+        for dev, ino, size, mtime_ns, ctime_ns, digest in rows:
+            st = want[(dev, ino)]
+            if (size, mtime_ns, ctime_ns) == (st.st_size, st.st_mtime_ns, st.st_ctime_ns):
+                found[(dev, ino)] = digest
+        return found
+
+    def _select(self, dev: int, inos: list[int], algorithm: str) -> list[tuple[Any, ...]]:
+        marks = ",".join("?" * len(inos))
+        with self._lock:
+            try:
+                return self._db.execute(
+                    "SELECT dev, ino, size, mtime_ns, ctime_ns, digest FROM digests"
+                    f" WHERE dev = ? AND algorithm = ? AND ino IN ({marks})",
+                    (dev, algorithm, *inos),
+                ).fetchall()
+            except sqlite3.Error as e:
+                raise ObuilderError(f"Can't read stat cache {self.path}: {e}") from None
+
+    def put(self, st: os.stat_result, algorithm: str, digest: str) -> None:
+        """Record `digest` for the file with this stat result (written by `flush`)."""
+        if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) < self.racy_window_ns:
+            return
+        row = (st.st_dev, st.st_ino, algorithm, st.st_size, st.st_mtime_ns, st.st_ctime_ns, digest)
+        with self._lock:
+            self._pending.append(row)
+
+    def flush(self) -> None:
+        """Write recorded digests in one transaction."""
+        with self._lock:
+            rows, self._pending = self._pending, []
+            if not rows:
+                return
+            try:
+                with self._db:
+                    self._db.executemany(
+                        "INSERT OR REPLACE INTO digests VALUES (?, ?, ?, ?, ?, ?, ?)", rows
+                    )
+            except sqlite3.Error as e:
+                raise ObuilderError(f"Can't write stat cache {self.path}: {e}") from None
+
+    def close(self) -> None:
+        """Flush and close the database."""
+        self.flush()
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> StatCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
