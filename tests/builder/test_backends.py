@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.builder.conftest import collect, kill_leftovers, make_builder, ok, output, spec
+from tests.builder.helpers import collect, kill_leftovers, make_builder, ok, output, spec
 from tests.fixtures.root import require_root, require_tool
 
 

@@ -7,7 +7,7 @@ import threading
 from pathlib import Path
 
 from obuilder_core.builder import Builder
-from tests.builder.conftest import collect, ok, output, spec, text
+from tests.builder.helpers import collect, ok, output, spec, text
 from tests.builder.wrappers import WAIT_FOR_GATE, ChangeBeforeCopy, Gate, GatedSandbox
 
 

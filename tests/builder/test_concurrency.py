@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from obuilder_core.builder import Builder, BuildResult, LogEvent
-from tests.builder.conftest import collect, ok, output, spec
+from tests.builder.helpers import collect, ok, output, spec
 from tests.builder.wrappers import WAIT_FOR_GATE, CountingSandbox, Gate, GatedSandbox
 
 REPO = Path(__file__).resolve().parents[2]

@@ -18,7 +18,7 @@ from pathlib import Path
 from obuilder_core.builder import Builder
 from obuilder_core.spec import parse_spec
 from obuilder_core.stores.overlayfs import mounts_under
-from tests.builder.conftest import running_builder
+from tests.builder.helpers import running_builder
 from tests.fixtures.busybox import delete_containers, runc_root
 
 REPO = Path(__file__).resolve().parents[2]

@@ -19,8 +19,8 @@ from obuilder_core.sandbox import RunConfig
 from obuilder_core.sandbox.rules import POSIX_SHELL
 from obuilder_core.spec import parse_spec
 from obuilder_core.stores import open_store
-from tests.builder.conftest import collect, ok, text
 from tests.builder.fakes import ScriptedImages, ScriptedSandbox
+from tests.builder.helpers import collect, ok, text
 from tests.builder.wrappers import ChangeBeforeCopy
 from tests.fixtures.root import require_tool
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.plugin.conftest import HELLO
+from tests.plugin.helpers import HELLO
 
 FAILING = """\
 ((from busybox)

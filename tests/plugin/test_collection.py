@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.plugin.conftest import HELLO
+from tests.plugin.helpers import HELLO
 
 
 def test_each_spec_file_is_one_item_named_after_it(pytester: pytest.Pytester) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from obuilder_core.sandbox import Cancelled, RuncSandbox
-from tests.sandbox.conftest import runc_containers, sh
+from tests.sandbox.helpers import runc_containers, sh
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -11,8 +11,7 @@ import pytest
 
 from obuilder_core.sandbox import Limits, RuncSandbox, StepFailed, TimedOut
 from obuilder_core.sandbox.limits import LimitError, format_size, parse_seconds, parse_size
-from tests.sandbox.conftest import sh
-from tests.sandbox.test_runc import assert_no_leftovers, run
+from tests.sandbox.helpers import assert_no_leftovers, run, sh
 
 FORK_50 = "i=0; while [ $i -lt 50 ]; do sleep 1000 & i=$((i+1)); done; echo spawned"
 

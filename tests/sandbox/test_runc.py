@@ -28,20 +28,7 @@ from obuilder_core.sandbox import (
     UnsupportedNetwork,
 )
 from obuilder_core.sandbox.limits import DEFAULT_LIMITS
-from tests.sandbox.conftest import PATH_ENV, runc_containers, runc_states, sh
-
-
-def run(sandbox: RuncSandbox, rootfs: Path, config: RunConfig, **kwargs: Any) -> str:
-    """Run `config` and return its log as text."""
-    out = bytearray()
-    sandbox.run(config, rootfs, log=out.extend, **kwargs)
-    return out.decode()
-
-
-def assert_no_leftovers(sandbox: RuncSandbox) -> None:
-    """No container is known to runc and no bundle (config, secrets) remains."""
-    assert runc_containers(sandbox.state_dir) == []
-    assert list(sandbox.bundles.iterdir()) == []
+from tests.sandbox.helpers import PATH_ENV, assert_no_leftovers, run, runc_states, sh
 
 
 def tree(root: Path) -> dict[str, tuple[int, int]]:

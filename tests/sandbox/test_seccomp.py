@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 
 from obuilder_core.sandbox import RuncSandbox, StepFailed
-from tests.sandbox.conftest import sh
-from tests.sandbox.test_runc import run
+from tests.sandbox.helpers import run, sh
 
 PROBE_SOURCE = Path(__file__).with_name("probe") / "syscall_probe.c"
 

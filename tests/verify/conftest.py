@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from obuilder_core.builder import Builder
-from tests.builder.conftest import running_builder
+from tests.builder.helpers import running_builder
 from tests.fixtures.btrfs import BtrfsMount
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from obuilder_core.builder import Builder
 from obuilder_core.builder.verify import VARIATIONS, VerifyError, format_report, parse_vary, verify
-from tests.builder.conftest import spec
+from tests.builder.helpers import spec
 from tests.fixtures.root import require_tool
 from tests.verify.test_cli import run_verify
 

@@ -10,7 +10,7 @@ import pytest
 from obuilder_core.builder import Builder
 from obuilder_core.builder.verify import format_report, verify
 from obuilder_core.images.local import LocalImages
-from tests.builder.conftest import spec
+from tests.builder.helpers import spec
 
 IMAGE = "glibc-locale"
 STABLE = '(run (shell "echo stable > /stable.txt"))'

@@ -8,7 +8,7 @@ import pytest
 
 from obuilder_core.builder import Builder
 from obuilder_core.builder.verify import DEFAULT_VARY, format_report, parse_vary, verify
-from tests.builder.conftest import spec
+from tests.builder.helpers import spec
 
 STABLE = '(run (shell "echo stable > /stable.txt; chmod 644 /stable.txt"))'
 
