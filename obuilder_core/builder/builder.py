@@ -12,6 +12,7 @@ import dataclasses
 import errno
 import logging
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -50,6 +51,8 @@ logger = logging.getLogger(__name__)
 Fill = Callable[[Path, Emit, threading.Event], None]
 CLOSE_GRACE = 30.0
 """Seconds `Builder.close` waits for cancelled steps to stop (their containers to go)."""
+HEALTHCHECK_SPEC = '((from busybox) (shell /bin/sh -c) (run (shell "echo healthcheck")))'
+HEALTHCHECK_TIMEOUT = 300.0
 
 
 class _StepFailure(ObuilderError):
@@ -273,6 +276,43 @@ class Builder:
         """(cache hits, misses) of the steps requested since the builder was opened."""
         with self._lock:
             return self._hits, self._misses
+
+    def healthcheck(
+        self, timeout: float = HEALTHCHECK_TIMEOUT, cancel: threading.Event | None = None
+    ) -> str | None:
+        """Run `echo healthcheck` in busybox (OBuilder's `healthcheck`), then delete that step
+        so the next check runs the command again. Returns None when it passed, else why not,
+        followed by the captured output. Gives up after `timeout` seconds or when `cancel` is
+        set."""
+        from obuilder_core.spec import parse_spec
+
+        cancel = cancel or threading.Event()
+        timed_out = threading.Event()
+
+        def time_out() -> None:
+            timed_out.set()
+            cancel.set()
+
+        output: list[bytes] = []
+        timer = threading.Timer(timeout, time_out)
+        timer.start()
+        try:
+            with tempfile.TemporaryDirectory() as context:
+                result = self.build(
+                    parse_spec(HEALTHCHECK_SPEC, "<healthcheck>"),
+                    Path(context),
+                    log=lambda e: output.append(e.data),
+                    cancel=cancel,
+                )
+        finally:
+            timer.cancel()
+        if result.failure is None:
+            if result.id is not None:
+                self.delete(result.id)
+            return None
+        message = "Timeout running healthcheck" if timed_out.is_set() else result.failure.message
+        captured = b"\n".join(output).decode(errors="replace").strip()
+        return message + (f"\n{captured}" if captured else "")
 
     def in_progress(self) -> list[str]:
         """The step ids this builder is building or waiting for right now."""

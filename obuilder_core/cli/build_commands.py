@@ -7,7 +7,6 @@ import argparse
 import os
 import re
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -30,8 +29,6 @@ from obuilder_core.cli import (
 )
 from obuilder_core.cli.stopping import run_until_stopped
 
-HEALTHCHECK_SPEC = '((from busybox) (shell /bin/sh -c) (run (shell "echo healthcheck")))'
-HEALTHCHECK_TIMEOUT = 300.0
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw]?)$")
 _UNITS = {"": 86400.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 
@@ -319,34 +316,12 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def cmd_healthcheck(args: argparse.Namespace) -> int:
     """`obuilder healthcheck`: build `echo healthcheck` in busybox, then delete that step."""
-    from obuilder_core.spec import parse_spec
-
-    spec = parse_spec(HEALTHCHECK_SPEC, "<healthcheck>")
-    timed_out = threading.Event()
-    lines: list[bytes] = []
-
-    def check(cancel: threading.Event) -> Any:
-        def time_out() -> None:
-            timed_out.set()
-            cancel.set()
-
-        timer = threading.Timer(HEALTHCHECK_TIMEOUT, time_out)
-        timer.start()
-        try:
-            return builder.build(spec, Path(tmp), log=lambda e: lines.append(e.data), cancel=cancel)
-        finally:
-            timer.cancel()
-
-    with _open_builder(args) as builder, tempfile.TemporaryDirectory() as tmp:
-        result = run_until_stopped(check)
-        if result.failure is None and result.id is not None:
-            builder.delete(result.id)  # so the next healthcheck runs the command again
-    if result.failure is None:
+    with _open_builder(args) as builder:
+        problem = run_until_stopped(lambda cancel: builder.healthcheck(cancel=cancel))
+    if problem is None:
         print("Healthcheck passed")
         return EXIT_OK
-    message = "Timeout running healthcheck" if timed_out.is_set() else result.failure.message
-    captured = b"\n".join(lines).decode(errors="replace").strip()
-    print(f"Healthcheck failed: {message}" + (f"\n{captured}" if captured else ""), file=sys.stderr)
+    print(f"Healthcheck failed: {problem}", file=sys.stderr)
     return EXIT_FAILED
 
 

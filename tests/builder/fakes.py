@@ -6,6 +6,7 @@ Every behaviour they stand in for is also shown with the real parts (runc, real 
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 
 from obuilder_core.images import ImageConfig, ImageNotFound
@@ -14,10 +15,13 @@ from obuilder_core.sandbox.rules import PosixRules
 
 
 class ScriptedImages:
-    """An image source with one image, `img`, whose env is PATH=/bin."""
+    """An image source with the images `names` (by default just `img`), whose env is PATH=/bin."""
+
+    def __init__(self, names: tuple[str, ...] = ("img",)) -> None:
+        self.names = names
 
     def fetch(self, name: str, rootfs: Path, log: object) -> ImageConfig:
-        if name != "img":
+        if name not in self.names:
             raise ImageNotFound(f"no image {name}")
         (rootfs / "bin").mkdir()
         return ImageConfig(env=(("PATH", "/bin"),))
@@ -26,9 +30,11 @@ class ScriptedImages:
 class ScriptedSandbox(PosixRules):
     """Runs nothing: `block` waits for cancel, then until `may_finish_cancelling` is set (so
     a test can hold a step in the middle of being cancelled), `boom` raises a RuntimeError,
-    `fail` exits 1, anything else is echoed. Records every config."""
+    `fail` exits 1, anything else is echoed; `act_as` maps other commands to one of those.
+    Records every config."""
 
-    def __init__(self) -> None:
+    def __init__(self, act_as: Mapping[str, str] = {}) -> None:
+        self.act_as = dict(act_as)
         self.configs: list[RunConfig] = []
         self.may_finish_cancelling = threading.Event()
         self.may_finish_cancelling.set()
@@ -43,7 +49,7 @@ class ScriptedSandbox(PosixRules):
         cancel: threading.Event | None = None,
     ) -> None:
         self.configs.append(config)
-        cmd = config.argv[-1]
+        cmd = self.act_as.get(config.argv[-1], config.argv[-1])
         if cmd == "block":
             log(b"blocking\n")  # type: ignore[operator]
             assert cancel is not None

@@ -185,3 +185,50 @@ def test_the_sandbox_decides_which_users_a_step_may_run_as(
     assert r.failure is not None
     assert r.failure.message == ("user 'opam': this sandbox needs a numeric (user (uid U) (gid G))")
     assert sandbox.configs == []  # nothing ran
+
+
+def _healthcheck_builder(tmp_path: Path, act_as: str) -> tuple[Builder, ScriptedSandbox]:
+    require_tool("rsync")
+    sandbox = ScriptedSandbox(act_as={"echo healthcheck": act_as})
+    builder = Builder(
+        open_store(f"rsync:{tmp_path / 'store'}"),
+        sandbox,  # type: ignore[arg-type]
+        [ScriptedImages(("busybox",))],  # type: ignore[list-item]
+    )
+    return builder, sandbox
+
+
+@pytest.mark.parametrize(
+    ("act_as", "problem"),
+    [
+        ("echo healthcheck", None),
+        ("fail", '"/bin/sh" "-c" "echo healthcheck" failed with exit status 1'),
+    ],
+    ids=["passes", "fails"],
+)
+def test_healthcheck_runs_echo_in_busybox_every_time(
+    tmp_path: Path, act_as: str, problem: str | None
+) -> None:
+    builder, sandbox = _healthcheck_builder(tmp_path, act_as)
+    try:
+        for _ in range(2):
+            got = builder.healthcheck()
+            if problem is None:
+                assert got is None
+            else:  # why, then the build's log
+                assert got is not None and got.splitlines()[0] == problem
+                assert got.endswith('/: (run (shell "echo healthcheck"))')
+        assert [c.argv for c in sandbox.configs] == [("/bin/sh", "-c", "echo healthcheck")] * 2
+        assert len(builder.store.ids()) == 1  # the base image; the echo step is never kept
+    finally:
+        builder.close()
+
+
+def test_healthcheck_gives_up_after_its_timeout(tmp_path: Path) -> None:
+    builder, _ = _healthcheck_builder(tmp_path, "block")
+    try:
+        problem = builder.healthcheck(timeout=0.0)  # the step blocks until cancelled
+        assert problem is not None and problem.splitlines()[0] == "Timeout running healthcheck"
+        assert builder.in_progress() == []
+    finally:
+        builder.close()
