@@ -4,3 +4,21 @@ These tests use pytest's `pytester` fixture; the root conftest enables it (`"pyt
 `pytest_plugins`), since pytest forbids `pytest_plugins` in a conftest below the root. The
 helpers they call are in `tests/plugin/helpers.py`.
 """
+
+from __future__ import annotations
+
+import pytest
+
+XDIST_MODES = {
+    "xdist-on": ("-n", "2"),
+    "xdist-off": ("-n", "0"),
+    "xdist-disabled": ("-p", "no:xdist"),
+}
+
+
+@pytest.fixture(params=list(XDIST_MODES), ids=list(XDIST_MODES))
+def xdist_args(request: pytest.FixtureRequest) -> tuple[str, ...]:
+    """pytest arguments running the plugin with xdist workers, with xdist loaded but off, and
+    without xdist at all (pytest-mypy's pattern): the plugin must behave the same in each."""
+    pytest.importorskip("xdist", reason="needs pytest-xdist")
+    return XDIST_MODES[request.param]

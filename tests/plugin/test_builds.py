@@ -1,7 +1,8 @@
 """Building specs through the plugin: outcomes, failure reports, -v, the summary, junit, hooks.
 
-Each test runs pytest in a temp dir (pytester) against a fresh rsync store holding busybox;
-they need root and runc (and skip with the reason otherwise).
+Each test runs pytest in a temp dir (pytester) against a fresh rsync store holding busybox,
+with xdist workers, with xdist off and without xdist (`xdist_args`); they need root and runc
+(and skip with the reason otherwise).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.plugin.helpers import HELLO
+from tests.plugin.helpers import HELLO, verbose_line, with_workers
 
 FAILING = """\
 ((from busybox)
@@ -47,18 +48,23 @@ def _run(pytester: pytest.Pytester, store: str, *args: str) -> pytest.RunResult:
     return pytester.runpytest(f"--obuilder-store={store}", "-p", "no:cacheprovider", *args)
 
 
-def test_specs_pass_and_report_their_steps(pytester: pytest.Pytester, busybox_store: str) -> None:
+def test_specs_pass_and_report_their_steps(
+    pytester: pytest.Pytester, xdist_args: tuple[str, ...], busybox_store: str
+) -> None:
     pytester.makefile(".spec", hello=HELLO, context=WITH_CONTEXT_AND_SECRET)
     pytester.makefile(".txt", data="data from the context")
     (pytester.path / "token").write_text("s3cret")
-    result = _run(pytester, busybox_store, "-v", "--obuilder-secret", "token:token")
+    result = _run(pytester, busybox_store, *xdist_args, "-v", "--obuilder-secret", "token:token")
     result.assert_outcomes(passed=2)
+    for nodeid, step in [
+        ("context.spec::context", "/: (copy (src data.txt) (dst /data.txt))"),
+        ("hello.spec::hello", '/: (run (shell "echo hello from the plugin test"))'),
+    ]:  # each spec's line, then its steps; with workers, the specs in no particular order
+        result.stdout.fnmatch_lines(
+            [verbose_line(nodeid, "PASSED", xdist_args), f"    built *s  {step}"]
+        )
     result.stdout.fnmatch_lines(
         [
-            "context.spec::context PASSED*",
-            "    built *s  /: (copy (src data.txt) (dst /data.txt))",
-            "hello.spec::hello PASSED*",
-            '    built *s  /: (run (shell "echo hello from the plugin test"))',
             "*= obuilder builds =*",
             "spec*result*steps*cached*built*seconds*result id",
             "context.spec*passed*",
@@ -67,7 +73,9 @@ def test_specs_pass_and_report_their_steps(pytester: pytest.Pytester, busybox_st
         ]
     )
     # The second run takes every step from the cache.
-    again = _run(pytester, busybox_store, "-v", "--obuilder-secret", "token:token", "-rP")
+    again = _run(
+        pytester, busybox_store, *xdist_args, "-v", "--obuilder-secret", "token:token", "-rP"
+    )
     again.assert_outcomes(passed=2)
     again.stdout.no_fnmatch_line("    built *")
     again.stdout.fnmatch_lines(["*data from the context*token has 6 bytes"])
@@ -79,13 +87,14 @@ def test_specs_pass_and_report_their_steps(pytester: pytest.Pytester, busybox_st
 
 
 def test_a_failing_spec_shows_step_status_and_log_tail(
-    pytester: pytest.Pytester, busybox_store: str
+    pytester: pytest.Pytester, xdist_args: tuple[str, ...], busybox_store: str
 ) -> None:
     pytester.makefile(".spec", broken=FAILING, hello=HELLO)
     xml = pytester.path / "junit.xml"
     result = _run(
         pytester,
         busybox_store,
+        *xdist_args,
         "--obuilder-log-lines=2",
         "--show-capture=no",
         f"--junitxml={xml}",
@@ -124,14 +133,15 @@ def test_a_failing_spec_shows_step_status_and_log_tail(
     assert "echo hello from the plugin test" in (props["obuilder_steps"] or "")
 
     # --lf re-runs only the failed spec.
-    pytester.runpytest(f"--obuilder-store={busybox_store}")  # with the cache provider
-    last_failed = pytester.runpytest(f"--obuilder-store={busybox_store}", "--lf")
+    pytester.runpytest(*xdist_args, f"--obuilder-store={busybox_store}")  # with the cache provider
+    last_failed = pytester.runpytest(*xdist_args, f"--obuilder-store={busybox_store}", "--lf")
     last_failed.assert_outcomes(failed=1)
-    last_failed.stdout.fnmatch_lines(["*rerun previous 1 failure*"])
+    if not with_workers(xdist_args):  # pytest says so where it collects, not in workers
+        last_failed.stdout.fnmatch_lines(["*rerun previous 1 failure*"])
 
 
 def test_xfail_from_the_spec_and_the_build_finished_hook(
-    pytester: pytest.Pytester, busybox_store: str
+    pytester: pytest.Pytester, xdist_args: tuple[str, ...], busybox_store: str
 ) -> None:
     pytester.makefile(
         ".spec", expected="; pytest: mark.xfail(reason='fails on purpose')\n" + FAILING
@@ -146,11 +156,11 @@ def pytest_obuilder_build_finished(item, result):
         f.write(f"{item.name} {result.ok} {result.id} {steps} {failed}\\n")
 """
     )
-    result = _run(pytester, busybox_store, "-rx", "-v")
+    result = _run(pytester, busybox_store, *xdist_args, "-rx", "-v")
     result.assert_outcomes(passed=1, xfailed=1)
     result.stdout.fnmatch_lines(
         [
-            "expected.spec::expected XFAIL*",
+            verbose_line("expected.spec::expected", "XFAIL", xdist_args),
             '    built *s  /: (run (shell "mkdir -p /src"))',
             '    failed  * /src: (run (shell "for i in 1 2 3 4 5; do*',
             "XFAIL expected.spec::expected - fails on purpose",
@@ -162,22 +172,26 @@ def pytest_obuilder_build_finished(item, result):
     assert re.fullmatch(r"hello True [0-9a-f]+ \d+ -", lines[1])
 
 
-def test_a_bad_store_is_a_one_line_failure(pytester: pytest.Pytester) -> None:
+def test_a_bad_store_is_a_one_line_failure(
+    pytester: pytest.Pytester, xdist_args: tuple[str, ...]
+) -> None:
     pytester.makefile(".spec", hello=HELLO)
-    result = pytester.runpytest("--obuilder-store=nowhere:x")
+    result = pytester.runpytest(*xdist_args, "--obuilder-store=nowhere:x")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*invalid store 'nowhere:x'*"])
     result.stdout.no_fnmatch_line("*Traceback*")
 
 
-def test_context_option_and_no_cache(pytester: pytest.Pytester, busybox_store: str) -> None:
+def test_context_option_and_no_cache(
+    pytester: pytest.Pytester, xdist_args: tuple[str, ...], busybox_store: str
+) -> None:
     pytester.makefile(".spec", context=COPYING)
     (pytester.mkdir("elsewhere") / "data.txt").write_text("data from elsewhere\n")
     args = ("-v", "-rP", "--obuilder-context=elsewhere")
-    result = _run(pytester, busybox_store, *args)
+    result = _run(pytester, busybox_store, *xdist_args, *args)
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["data from elsewhere"])
-    again = _run(pytester, busybox_store, *args, "--obuilder-no-cache")
+    again = _run(pytester, busybox_store, *xdist_args, *args, "--obuilder-no-cache")
     again.assert_outcomes(passed=1)
     again.stdout.fnmatch_lines(["    built *s  /: (copy (src data.txt) (dst /data.txt))"])
 
@@ -228,7 +242,7 @@ BIG_DD = '(run (shell "echo {name}; dd if=/dev/zero of=/dev/null bs=200M count=1
 
 
 def test_step_limits_from_options_ini_and_the_spec(
-    pytester: pytest.Pytester, busybox_store: str
+    pytester: pytest.Pytester, xdist_args: tuple[str, ...], busybox_store: str
 ) -> None:
     sh = "(from busybox)\n (shell /bin/sh -c)"
     pytester.makefile(
@@ -239,7 +253,7 @@ def test_step_limits_from_options_ini_and_the_spec(
         forks=f'({sh}\n (run (shell "for i in $(seq 50); do sleep 100 & done; wait")))\n',
     )
     pytester.makeini("[pytest]\nobuilder_pids_limit = 20\n")
-    result = _run(pytester, busybox_store, "--obuilder-step-timeout=2")
+    result = _run(pytester, busybox_store, *xdist_args, "--obuilder-step-timeout=2")
     result.assert_outcomes(passed=1, failed=3)
     result.stdout.fnmatch_lines_random(
         [
@@ -255,12 +269,14 @@ def test_step_limits_from_options_ini_and_the_spec(
 
 
 def test_a_bad_limits_mark_is_a_collection_error(
-    pytester: pytest.Pytester, busybox_store: str
+    pytester: pytest.Pytester, xdist_args: tuple[str, ...], busybox_store: str
 ) -> None:
     pytester.makefile(
         ".spec",
         bad="((from busybox)\n (comment \"pytest: mark.obuilder_limits(memory='lots')\"))\n",
     )
-    result = _run(pytester, busybox_store)
-    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result = _run(pytester, busybox_store, *xdist_args)
+    # xdist reports a collection error in a worker as a failed run, as for a Python module
+    exit = pytest.ExitCode.TESTS_FAILED if with_workers(xdist_args) else pytest.ExitCode.INTERRUPTED
+    assert result.ret == exit
     result.stdout.fnmatch_lines(["bad.spec:2:2: mark.obuilder_limits: invalid size 'lots'*"])
