@@ -1,100 +1,55 @@
-"""The build loop (reference §2.2): child builds, base image, then each op in turn.
+"""The builder, the one door: the build loop and the store's maintenance.
 
-Every step (base, run, copy) has an id from its key (`obuilder_core.keys`). A step found in the
-store is a cache hit: its saved output is replayed. A missing one is built once through
-`SingleFlight`, however many clients (threads or processes) ask for it at the same time.
+The build loop (reference §2.2): child builds, base image, then each op in turn. Every step
+(base, run, copy) has an id from its key (`obuilder_core.keys`) and a plan of what it does;
+`StepRunner` (step_runner.py) replays it from the store, or builds it once however many clients
+(threads or processes) ask for it at the same time.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import errno
 import logging
 import sys
 import tempfile
 import threading
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from obuilder_core.builder.client import Client, StepFailure
 from obuilder_core.builder.context import Context
-from obuilder_core.builder.flights import FlightCancelled, Flights
-from obuilder_core.builder.plans import CopyPlan, Plan, RunPlan
+from obuilder_core.builder.plans import CopyPlan, RunPlan
 from obuilder_core.builder.result import BuildFailure, BuildResult, LogEvent, StepRecord
-from obuilder_core.builder.step_lock import CANCELLED, Execute, Outcome, StepLocks
-from obuilder_core.builder.steps import copy_files, fetch_base, read_image_config, run_command
+from obuilder_core.builder.step_runner import StepRunner
+from obuilder_core.builder.steps import fetch_base, read_image_config
 from obuilder_core.errors import ObuilderError
 from obuilder_core.images import ImageInfo, ImageSource, LocalImages, default_sources
 from obuilder_core.index import Index
 from obuilder_core.keys import BaseKey, CopyKey, run_key, scratch_id, step_id
-from obuilder_core.log import Emit, LogCancelled, SharedLog, Tail, replay
+from obuilder_core.log import Emit
 from obuilder_core.manifest import DEFAULT_ALGORITHM, generate
 from obuilder_core.paths import copy_destination
 from obuilder_core.plugins import default_plugins
-from obuilder_core.sandbox import DEFAULT_LIMITS, Limits, RunConfig, Sandbox, StepFailed
+from obuilder_core.sandbox import DEFAULT_LIMITS, Limits, RunConfig, Sandbox
 from obuilder_core.secret_key import load_or_create_key, secret_digest
 from obuilder_core.spec.model import Copy, FromBuild, Run, Spec, UnixUser
 from obuilder_core.spec.printer import heading as op_heading
 from obuilder_core.spec.reader import format_atom, ocaml_string
 from obuilder_core.stat_cache import StatCache
-from obuilder_core.stores import CacheBusy, Store, StoreError, open_store
-from obuilder_core.stores.disk import is_full
+from obuilder_core.stores import CacheBusy, Store, open_store
 
 if TYPE_CHECKING:
     import pluggy
 
 logger = logging.getLogger(__name__)
 
-Fill = Callable[[Path, Emit, threading.Event], None]
 CLOSE_GRACE = 30.0
 """Seconds `Builder.close` waits for cancelled steps to stop (their containers to go)."""
 HEALTHCHECK_SPEC = '((from busybox) (shell /bin/sh -c) (run (shell "echo healthcheck")))'
 HEALTHCHECK_TIMEOUT = 300.0
-
-
-class _StepFailure(ObuilderError):
-    """A step failed; carries what the client needs to report it."""
-
-    def __init__(
-        self, heading: str, message: str, log: bytes, log_path: Path | None = None
-    ) -> None:
-        super().__init__(message)
-        self.failure = BuildFailure(heading, message, log, log_path)
-
-
-class _Client:
-    """One `build` call: sends its events, times its steps, keeps the current step's output."""
-
-    def __init__(
-        self,
-        log: Callable[[LogEvent], None] | None,
-        cancel: threading.Event,
-        limits: Limits = DEFAULT_LIMITS,
-    ) -> None:
-        self._log = log
-        self.cancel = cancel
-        self.limits = limits
-        self.steps: list[StepRecord] = []
-        self.output = Tail()  # the current step's, for its failure report; bounded
-        self.heading = ""
-
-    def event(self, kind: str, text: str) -> None:
-        if kind == "heading":
-            self.heading = text
-            self.output.clear()
-        if self._log is not None:
-            self._log(LogEvent(kind, text.encode()))  # type: ignore[arg-type]
-
-    def write(self, data: bytes) -> None:
-        self.output.write(data)
-        if self._log is not None:
-            self._log(LogEvent("output", data))
-
-    def fail(self, message: str, log_path: Path | None = None) -> _StepFailure:
-        return _StepFailure(self.heading, message, self.output.bytes(), log_path)
 
 
 @dataclass(frozen=True)
@@ -134,21 +89,31 @@ class Builder:
     ) -> None:
         """`limits`: what each run and copy step may use unless a build says otherwise;
         `plugins`: whose build events to call (default: `default_plugins()`)."""
-        self.store = store
-        self.sandbox = sandbox
         self.sources = sources
         self.limits = limits
-        self._events = (plugins or default_plugins()).hook
         state = store.state_dir()
         self.index = Index(store)
         self._secret_key = load_or_create_key(state / "secret-key")
         self._stat_cache = StatCache(state / "stat-cache.sqlite")
-        self._locks = StepLocks(state / "steps")
-        self._locks.sweep()  # what dead processes left
-        self._flights: Flights[SharedLog, Outcome] = Flights("step", SharedLog.close)
-        self._lock = threading.Lock()
-        self._hits = 0
-        self._misses = 0
+        self._steps = StepRunner(store, sandbox, self.index, (plugins or default_plugins()).hook)
+
+    # One owner of the store and sandbox: the step runner. Wrapping either (to count or gate
+    # executions, as tests do) goes through these setters so that both layers see the wrapper.
+    @property
+    def store(self) -> Store:
+        return self._steps.store
+
+    @store.setter
+    def store(self, store: Store) -> None:
+        self._steps.store = store
+
+    @property
+    def sandbox(self) -> Sandbox:
+        return self._steps.sandbox
+
+    @sandbox.setter
+    def sandbox(self, sandbox: Sandbox) -> None:
+        self._steps.sandbox = sandbox
 
     @classmethod
     def open(
@@ -190,9 +155,7 @@ class Builder:
         """Stop the steps still running for clients that left (cancelled), wait until they
         are gone (at most CLOSE_GRACE seconds), then release the index, the stat cache and
         what the store holds for result paths."""
-        self._flights.stop_all()
-        if not self._flights.wait_idle(CLOSE_GRACE):
-            logger.warning("steps still stopping after %ss: %s", CLOSE_GRACE, self.in_progress())
+        self._steps.stop(CLOSE_GRACE)
         self._stat_cache.close()
         self.index.close()
         self.store.close()
@@ -229,7 +192,7 @@ class Builder:
 
     def has(self, id: str) -> bool:
         """Whether step `id` is in the store (or still in its index)."""
-        return self.index.get(id) is not None or self._has(id)
+        return self.index.get(id) is not None or self._steps.has(id)
 
     def usage(self) -> Usage:
         """What the store holds: steps, their size, caches, and the free space."""
@@ -274,8 +237,7 @@ class Builder:
 
     def stats(self) -> tuple[int, int]:
         """(cache hits, misses) of the steps requested since the builder was opened."""
-        with self._lock:
-            return self._hits, self._misses
+        return self._steps.stats()
 
     def healthcheck(
         self, timeout: float = HEALTHCHECK_TIMEOUT, cancel: threading.Event | None = None
@@ -316,7 +278,7 @@ class Builder:
 
     def in_progress(self) -> list[str]:
         """The step ids this builder is building or waiting for right now."""
-        return self._flights.keys()
+        return self._steps.in_progress()
 
     # -- the build loop -----------------------------------------------------------------------
 
@@ -343,12 +305,12 @@ class Builder:
         context = Path(context)
         if not context.is_dir():
             raise ObuilderError(f"build context {context}: not a directory")
-        client = _Client(log, cancel or threading.Event(), limits or self.limits)
+        client = Client(log, cancel or threading.Event(), limits or self.limits)
         ctx = Context(src_dir=context, shell=self.sandbox.default_shell, secrets=dict(secrets))
         with contextlib.ExitStack() as held:
             try:
                 id = self._build(spec, ctx, client, held, use_cache)
-            except _StepFailure as e:
+            except StepFailure as e:
                 return BuildResult(None, tuple(client.steps), e.failure)
             except ObuilderError as e:
                 return BuildResult(
@@ -360,7 +322,7 @@ class Builder:
         self,
         spec: Spec,
         ctx: Context,
-        client: _Client,
+        client: Client,
         held: contextlib.ExitStack,
         use_cache: bool,
     ) -> str:
@@ -379,7 +341,7 @@ class Builder:
             ctx = ctx.with_build(child.name, child_id)
         client.event("heading", f"(from {format_atom(spec.from_)})")
         base = self._base(spec.from_, client, held)
-        image = read_image_config(self._result(base))
+        image = read_image_config(self._steps.result(base))
         ctx = Context(
             src_dir=ctx.src_dir,
             env=ctx.env + image.env,
@@ -398,10 +360,10 @@ class Builder:
                 ctx = ctx.apply(op)
         return id
 
-    def _base(self, image: str, client: _Client, held: contextlib.ExitStack) -> str:
+    def _base(self, image: str, client: Client, held: contextlib.ExitStack) -> str:
         id = step_id(BaseKey(image))
         sources = self.sources
-        self._step(
+        self._steps.get(
             id,
             None,
             client,
@@ -416,7 +378,7 @@ class Builder:
         parent: str,
         op: Run,
         ctx: Context,
-        client: _Client,
+        client: Client,
         held: contextlib.ExitStack,
         use_cache: bool,
     ) -> str:
@@ -452,7 +414,7 @@ class Builder:
         )
         mounted = {s.target: v for s, v in zip(op.secrets, values, strict=True)}
         plan = RunPlan(config, tuple(op.cache), mounted)
-        self._step(id, parent, client, held, fresh=fresh, plan=plan)
+        self._steps.get(id, parent, client, held, fresh=fresh, plan=plan)
         return id
 
     def _copy(
@@ -460,7 +422,7 @@ class Builder:
         parent: str,
         op: Copy,
         ctx: Context,
-        client: _Client,
+        client: Client,
         held: contextlib.ExitStack,
         use_cache: bool,
     ) -> str:
@@ -470,7 +432,7 @@ class Builder:
             if stage is None:
                 raise client.fail(f"Unknown build {_quote(op.from_.name)}")
             held.enter_context(self.index.protect([stage]))
-            if not self._has(stage):
+            if not self._steps.has(stage):
                 raise ObuilderError(f"Build result {_quote(stage)} not found")
             src_dir = held.enter_context(self.store.view(stage)) / "rootfs"
             cache = None
@@ -499,56 +461,8 @@ class Builder:
             context=None if stage else ctx.src_dir,
             stage=stage,
         )
-        self._step(id, parent, client, held, fresh=not use_cache, plan=plan)
+        self._steps.get(id, parent, client, held, fresh=not use_cache, plan=plan)
         return id
-
-    def _fill(self, plan: Plan, sandbox: Sandbox | None = None) -> Fill:
-        """What executing `plan` writes into a step's temporary dir (with `sandbox`, default
-        the builder's, for its commands)."""
-        runner = sandbox or self.sandbox
-        if isinstance(plan, RunPlan):
-
-            def fill(tmp: Path, write: Emit, cancel: threading.Event) -> None:
-                self._touch_caches([c.id for c in plan.caches])
-                run_command(
-                    tmp,
-                    plan.config,
-                    plan.caches,
-                    plan.secrets,
-                    store=self.store,
-                    sandbox=runner,
-                    write=write,
-                    cancel=cancel,
-                )
-
-            return fill
-
-        def copy(tmp: Path, write: Emit, cancel: threading.Event) -> None:
-            with self._copy_source(plan) as src_dir:
-                copy_files(
-                    tmp,
-                    src_dir,
-                    plan.items,
-                    plan.dst,
-                    plan.shape,
-                    plan.user,
-                    sandbox=runner,
-                    write=write,
-                    cancel=cancel,
-                    limits=plan.limits,
-                )
-
-        return copy
-
-    @contextlib.contextmanager
-    def _copy_source(self, plan: CopyPlan) -> Iterator[Path]:
-        """The directory a copy reads: the build context, or a stage's rootfs (a view)."""
-        if plan.stage is None:
-            assert plan.context is not None
-            yield plan.context
-            return
-        with self.store.view(plan.stage) as step_dir:
-            yield step_dir / "rootfs"
 
     def rerun(
         self,
@@ -569,7 +483,7 @@ class Builder:
             raise ObuilderError(f"step {_quote(step.heading)} cannot be executed again")
         if config is not None and isinstance(plan, RunPlan):
             plan = dataclasses.replace(plan, config=config)
-        fill = self._fill(plan, sandbox)
+        fill = self._steps.fill(plan, sandbox)
         stop = cancel or threading.Event()
 
         def in_tmp(tmp: Path) -> None:
@@ -581,154 +495,9 @@ class Builder:
                 fill(tmp, write, stop)
 
         with self.index.protect([parent]):
-            if not self._has(parent):
+            if not self._steps.has(parent):
                 raise ObuilderError(f"Build result {_quote(parent)} not found")
             self.store.build(scratch_id, parent, in_tmp)
-
-    # -- one step -------------------------------------------------------------------------------
-
-    def _step(
-        self,
-        id: str,
-        parent: str | None,
-        client: _Client,
-        held: contextlib.ExitStack,
-        *,
-        fresh: bool,
-        plan: Plan | None = None,
-        fill: Fill | None = None,
-    ) -> None:
-        """Get step `id` from the cache or build it (with `plan`, or `fill` for a base
-        image); raise _StepFailure if it fails."""
-        started = time.monotonic()
-        if client.cancel.is_set():
-            raise client.fail("Cancelled at user's request")
-        # Protect first, then look: a prune running now cannot remove what we then find.
-        held.enter_context(self.index.protect([id] if parent is None else [id, parent]))
-        saved = None if fresh else self._saved_log(id)
-        if saved is not None:
-            self._touch(id)
-            replay(saved, client.write)
-            outcome = Outcome("cached")
-        else:
-            assert fill is not None or plan is not None
-            execute = self._executor(id, parent, fill or self._fill(plan))  # type: ignore[arg-type]
-            outcome = self._once(id, execute, client)
-        with self._lock:
-            if outcome.kind == "cached":
-                self._hits += 1
-            else:
-                self._misses += 1
-        if outcome.kind in ("failed", "cancelled"):
-            raise client.fail(outcome.message, outcome.log_path)
-        if outcome.kind == "cached":
-            client.event("note", f"---> using {_quote(id)} from cache")
-        else:
-            client.event("note", f"---> saved as {_quote(id)}")
-        record = StepRecord(
-            id=id,
-            heading=client.heading,
-            cached=outcome.kind == "cached",
-            duration=time.monotonic() - started,
-            log_path=self._result(id) / "log",
-            parent=parent,
-            plan=plan,
-        )
-        client.steps.append(record)
-        self._events.obuilder_step_finished(step=record)
-
-    def _once(self, id: str, execute: Execute, client: _Client) -> Outcome:
-        """Build step `id` once for every client of every process that asks for it now,
-        sending the whole output to this client (the single-flight: flights.py, step_lock.py)."""
-
-        def flight(log: SharedLog, stop: threading.Event) -> Outcome:
-            try:
-                return self._locks.run(id, execute, log, stop, lambda: self._has(id))
-            except (OSError, ObuilderError) as e:
-                return Outcome("failed", f"step {id}: {e}")
-            finally:
-                log.finish()
-
-        def waiting() -> None:
-            client.event("note", "Waiting for previous build to finish cancelling")
-
-        try:
-            with self._flights.join(
-                id, SharedLog, flight, on_wait=waiting, cancel=client.cancel
-            ) as joined:
-                joined.state.follow(client.write, client.cancel)
-                outcome = joined.wait(client.cancel)
-        except (FlightCancelled, LogCancelled):
-            return CANCELLED
-        if outcome.kind == "cached":  # committed by another process just before we asked
-            saved = self._saved_log(id)
-            if saved is not None:
-                replay(saved, client.write)
-        return outcome
-
-    def _touch(self, id: str) -> None:
-        """Mark step `id` used (for LRU pruning); a full disk must not fail a cache hit."""
-        try:
-            self.index.touch(id)
-        except StoreError as e:
-            logger.warning("cannot record the use of step %s: %s", id, e)
-
-    def _touch_caches(self, names: list[str]) -> None:
-        """Record the use of caches `names` (for LRU pruning by `prune` and `gc`)."""
-        for name in names:
-            try:
-                self.index.touch_cache(name)
-            except StoreError as e:
-                logger.warning("cannot record the use of cache %r: %s", name, e)
-
-    def _has(self, id: str) -> bool:
-        return self.store.result(id) is not None
-
-    def _executor(self, id: str, parent: str | None, fill: Fill) -> Execute:
-        def execute(write: Emit, cancel: threading.Event) -> None:
-            def in_tmp(tmp: Path) -> None:
-                with open(tmp / "log", "wb") as saved:
-
-                    def tee(data: bytes) -> None:
-                        saved.write(data)
-                        saved.flush()
-                        write(data)
-
-                    fill(tmp, tee, cancel)
-
-            try:
-                self.store.build(id, parent, in_tmp)
-            except OSError as e:
-                if e.errno != errno.ENOSPC:
-                    raise
-                raise StoreError(f"no space left on device: {self._full()}") from None
-            except StepFailed as e:
-                if e.reason is None and is_full(self.store.state_dir()):
-                    # e.g. `dd` inside the step filled the disk and exited 1
-                    reason = f"no space left on device ({self._full()})"
-                    raise StepFailed(
-                        e.argv, status=e.status, signum=e.signum, reason=reason
-                    ) from None
-                raise
-            try:
-                self.index.add(id, parent)
-            except StoreError as e:  # the step is committed; reconcile indexes it at next open
-                logger.warning("step %s saved, but not indexed yet: %s", id, e)
-
-        return execute
-
-    def _full(self) -> str:
-        return f"the store's filesystem ({self.store.state_dir().parent}) is full"
-
-    def _saved_log(self, id: str) -> Path | None:
-        path = self.store.result(id)
-        return None if path is None else path / "log"
-
-    def _result(self, id: str) -> Path:
-        path = self.store.result(id)
-        if path is None:
-            raise ObuilderError(f"Build result {_quote(id)} not found")
-        return path
 
 
 def _quote(s: str) -> str:

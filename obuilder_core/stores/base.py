@@ -7,7 +7,8 @@ the image config. Stores are safe to use from several threads and several proces
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,3 +107,12 @@ class Store(Protocol):
     def close(self) -> None:
         """Stop what `watch` started; the store is not used afterwards."""
         ...
+
+
+@contextlib.contextmanager
+def step_dir_view(step_dir: Path | None, id: str) -> Iterator[Path]:
+    """`Store.view` for a store whose step dir already holds the whole rootfs (nothing to
+    mount): `step_dir` is `store.result(id)`, None when the step is not committed."""
+    if step_dir is None:
+        raise StoreError(f"step {id!r} not found in the store")
+    yield step_dir

@@ -10,11 +10,12 @@ import contextlib
 import errno
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from obuilder_core.errors import ObuilderError
-from obuilder_core.stores.base import CacheLease, StoreError
+from obuilder_core.stores.base import CacheLease, StoreError, step_dir_view
 from obuilder_core.stores.names import check_step_id, escape_cache_name, is_step_id
 from obuilder_core.stores.temps import TempArea, TempClaim, locked_counter, once
 
@@ -185,13 +186,9 @@ class DirStore:
         finally:
             self._discard(old)
 
-    @contextlib.contextmanager
-    def view(self, id: str) -> Iterator[Path]:
+    def view(self, id: str) -> AbstractContextManager[Path]:
         """See `Store.view`: the step dir itself (nothing to mount)."""
-        path = self.result(id)
-        if path is None:
-            raise StoreError(f"step {id!r} not found in the store")
-        yield path
+        return step_dir_view(self.result(id), id)
 
     def watch(self) -> None:
         """See `Store.watch`: nothing here can hang."""

@@ -27,11 +27,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from obuilder_core.process import CommandError, CommandTimeout, run_cmd
-from obuilder_core.stores.base import CacheBusy, CacheLease, StoreError
+from obuilder_core.stores.base import CacheBusy, CacheLease, StoreError, step_dir_view
 from obuilder_core.stores.disk import seal_root
 from obuilder_core.stores.names import check_step_id, escape_cache_name
 from obuilder_core.stores.temps import TempArea, TempClaim, locked_counter, once
@@ -370,13 +371,9 @@ class ZfsStore:
             _destroy(old, "-r")
             _zfs("destroy", "-d", f"{clone}@g{gen0}")
 
-    @contextlib.contextmanager
-    def view(self, id: str) -> Iterator[Path]:
+    def view(self, id: str) -> AbstractContextManager[Path]:
         """See `Store.view`: the step dir itself (nothing to mount)."""
-        path = self.result(id)
-        if path is None:
-            raise StoreError(f"step {id!r} not found in the store")
-        yield path
+        return step_dir_view(self.result(id), id)
 
     def watch(self) -> None:
         """See `Store.watch`: a Watchdog on the mountpoint until `close()`."""

@@ -1,0 +1,265 @@
+"""Getting one step done: replay it from the store, or build it once for every client of
+every process that asks for it at the same time, then commit and index it.
+
+The single-flight has two parts: `Flights` shares one execution between the threads of this
+process, `StepLocks` between processes (see their invariants). A step's `Plan` says what
+executing it writes into its temporary dir (`fill`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from obuilder_core.builder.client import Client
+from obuilder_core.builder.flights import FlightCancelled, Flights
+from obuilder_core.builder.plans import CopyPlan, Plan, RunPlan
+from obuilder_core.builder.result import StepRecord
+from obuilder_core.builder.step_lock import CANCELLED, Execute, Outcome, StepLocks
+from obuilder_core.builder.steps import copy_files, run_command
+from obuilder_core.errors import ObuilderError
+from obuilder_core.index import Index
+from obuilder_core.log import Emit, LogCancelled, SharedLog, replay
+from obuilder_core.sandbox import Sandbox, StepFailed
+from obuilder_core.spec.reader import ocaml_string
+from obuilder_core.stores import Store, StoreError
+from obuilder_core.stores.disk import is_full
+
+if TYPE_CHECKING:
+    import pluggy
+
+logger = logging.getLogger(__name__)
+
+Fill = Callable[[Path, Emit, threading.Event], None]
+"""Writes a step's files into its temporary dir (`tmp/rootfs`), its output with the Emit."""
+
+
+class StepRunner:
+    """Gets steps done on one store with one sandbox, shared between concurrent builds."""
+
+    def __init__(
+        self, store: Store, sandbox: Sandbox, index: Index, events: pluggy.HookRelay
+    ) -> None:
+        self.store = store
+        self.sandbox = sandbox
+        self.index = index
+        self._events = events
+        self._locks = StepLocks(store.state_dir() / "steps")
+        self._locks.sweep()  # what dead processes left
+        self._flights: Flights[SharedLog, Outcome] = Flights("step", SharedLog.close)
+        self._lock = threading.Lock()
+        self._hits = 0
+        self._misses = 0
+
+    def stop(self, grace: float) -> None:
+        """Stop the steps still running for clients that left (cancelled) and wait until
+        they are gone, at most `grace` seconds."""
+        self._flights.stop_all()
+        if not self._flights.wait_idle(grace):
+            logger.warning("steps still stopping after %ss: %s", grace, self.in_progress())
+
+    def stats(self) -> tuple[int, int]:
+        """(cache hits, misses) of the steps requested so far."""
+        with self._lock:
+            return self._hits, self._misses
+
+    def in_progress(self) -> list[str]:
+        """The step ids being built or waited for right now."""
+        return self._flights.keys()
+
+    def get(
+        self,
+        id: str,
+        parent: str | None,
+        client: Client,
+        held: contextlib.ExitStack,
+        *,
+        fresh: bool,
+        plan: Plan | None = None,
+        fill: Fill | None = None,
+    ) -> None:
+        """Get step `id` from the cache or build it (with `plan`, or `fill` for a base
+        image); raise StepFailure if it fails."""
+        started = time.monotonic()
+        if client.cancel.is_set():
+            raise client.fail("Cancelled at user's request")
+        # Protect first, then look: a prune running now cannot remove what we then find.
+        held.enter_context(self.index.protect([id] if parent is None else [id, parent]))
+        saved = None if fresh else self.saved_log(id)
+        if saved is not None:
+            self._touch(id)
+            replay(saved, client.write)
+            outcome = Outcome("cached")
+        else:
+            assert fill is not None or plan is not None
+            execute = self._executor(id, parent, fill or self.fill(plan))  # type: ignore[arg-type]
+            outcome = self._once(id, execute, client)
+        with self._lock:
+            if outcome.kind == "cached":
+                self._hits += 1
+            else:
+                self._misses += 1
+        if outcome.kind in ("failed", "cancelled"):
+            raise client.fail(outcome.message, outcome.log_path)
+        if outcome.kind == "cached":
+            client.event("note", f"---> using {ocaml_string(id)} from cache")
+        else:
+            client.event("note", f"---> saved as {ocaml_string(id)}")
+        record = StepRecord(
+            id=id,
+            heading=client.heading,
+            cached=outcome.kind == "cached",
+            duration=time.monotonic() - started,
+            log_path=self.result(id) / "log",
+            parent=parent,
+            plan=plan,
+        )
+        client.steps.append(record)
+        self._events.obuilder_step_finished(step=record)
+
+    def _once(self, id: str, execute: Execute, client: Client) -> Outcome:
+        """Build step `id` once for every client of every process that asks for it now,
+        sending the whole output to this client (the single-flight: flights.py, step_lock.py)."""
+
+        def flight(log: SharedLog, stop: threading.Event) -> Outcome:
+            try:
+                return self._locks.run(id, execute, log, stop, lambda: self.has(id))
+            except (OSError, ObuilderError) as e:
+                return Outcome("failed", f"step {id}: {e}")
+            finally:
+                log.finish()
+
+        def waiting() -> None:
+            client.event("note", "Waiting for previous build to finish cancelling")
+
+        try:
+            with self._flights.join(
+                id, SharedLog, flight, on_wait=waiting, cancel=client.cancel
+            ) as joined:
+                joined.state.follow(client.write, client.cancel)
+                outcome = joined.wait(client.cancel)
+        except (FlightCancelled, LogCancelled):
+            return CANCELLED
+        if outcome.kind == "cached":  # committed by another process just before we asked
+            saved = self.saved_log(id)
+            if saved is not None:
+                replay(saved, client.write)
+        return outcome
+
+    def _touch(self, id: str) -> None:
+        """Mark step `id` used (for LRU pruning); a full disk must not fail a cache hit."""
+        try:
+            self.index.touch(id)
+        except StoreError as e:
+            logger.warning("cannot record the use of step %s: %s", id, e)
+
+    def _touch_caches(self, names: list[str]) -> None:
+        """Record the use of caches `names` (for LRU pruning by `prune` and `gc`)."""
+        for name in names:
+            try:
+                self.index.touch_cache(name)
+            except StoreError as e:
+                logger.warning("cannot record the use of cache %r: %s", name, e)
+
+    def has(self, id: str) -> bool:
+        return self.store.result(id) is not None
+
+    def _executor(self, id: str, parent: str | None, fill: Fill) -> Execute:
+        def execute(write: Emit, cancel: threading.Event) -> None:
+            def in_tmp(tmp: Path) -> None:
+                with open(tmp / "log", "wb") as saved:
+
+                    def tee(data: bytes) -> None:
+                        saved.write(data)
+                        saved.flush()
+                        write(data)
+
+                    fill(tmp, tee, cancel)
+
+            try:
+                self.store.build(id, parent, in_tmp)
+            except OSError as e:
+                if e.errno != errno.ENOSPC:
+                    raise
+                raise StoreError(f"no space left on device: {self._full()}") from None
+            except StepFailed as e:
+                if e.reason is None and is_full(self.store.state_dir()):
+                    # e.g. `dd` inside the step filled the disk and exited 1
+                    reason = f"no space left on device ({self._full()})"
+                    raise StepFailed(
+                        e.argv, status=e.status, signum=e.signum, reason=reason
+                    ) from None
+                raise
+            try:
+                self.index.add(id, parent)
+            except StoreError as e:  # the step is committed; reconcile indexes it at next open
+                logger.warning("step %s saved, but not indexed yet: %s", id, e)
+
+        return execute
+
+    def fill(self, plan: Plan, sandbox: Sandbox | None = None) -> Fill:
+        """What executing `plan` writes into a step's temporary dir (with `sandbox`, default
+        the runner's, for its commands)."""
+        runner = sandbox or self.sandbox
+        if isinstance(plan, RunPlan):
+
+            def fill(tmp: Path, write: Emit, cancel: threading.Event) -> None:
+                self._touch_caches([c.id for c in plan.caches])
+                run_command(
+                    tmp,
+                    plan.config,
+                    plan.caches,
+                    plan.secrets,
+                    store=self.store,
+                    sandbox=runner,
+                    write=write,
+                    cancel=cancel,
+                )
+
+            return fill
+
+        def copy(tmp: Path, write: Emit, cancel: threading.Event) -> None:
+            with self._copy_source(plan) as src_dir:
+                copy_files(
+                    tmp,
+                    src_dir,
+                    plan.items,
+                    plan.dst,
+                    plan.shape,
+                    plan.user,
+                    sandbox=runner,
+                    write=write,
+                    cancel=cancel,
+                    limits=plan.limits,
+                )
+
+        return copy
+
+    @contextlib.contextmanager
+    def _copy_source(self, plan: CopyPlan) -> Iterator[Path]:
+        """The directory a copy reads: the build context, or a stage's rootfs (a view)."""
+        if plan.stage is None:
+            assert plan.context is not None
+            yield plan.context
+            return
+        with self.store.view(plan.stage) as step_dir:
+            yield step_dir / "rootfs"
+
+    def _full(self) -> str:
+        return f"the store's filesystem ({self.store.state_dir().parent}) is full"
+
+    def saved_log(self, id: str) -> Path | None:
+        path = self.store.result(id)
+        return None if path is None else path / "log"
+
+    def result(self, id: str) -> Path:
+        path = self.store.result(id)
+        if path is None:
+            raise ObuilderError(f"Build result {ocaml_string(id)} not found")
+        return path
