@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.fixtures.cli import run_obuilder
 
 BAD = [
     ([], "the following arguments are required: COMMAND; see obuilder --help"),
@@ -34,13 +30,7 @@ BAD = [
 
 @pytest.mark.parametrize(("argv", "expected"), BAD, ids=[" ".join(a) or "-" for a, _ in BAD])
 def test_bad_usage_is_one_line(argv: list[str], expected: str) -> None:
-    r = subprocess.run(
-        [sys.executable, "-m", "obuilder_core.cli", *argv],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=60,
-    )
+    r = run_obuilder(*argv, timeout=60)
     assert r.returncode == 2
     (line,) = r.stderr.splitlines()
     assert line.startswith("obuilder: error: ") and expected in line, line

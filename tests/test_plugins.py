@@ -7,8 +7,6 @@ The plugin is a real distribution found through the `obuilder` entry-point group
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -16,8 +14,7 @@ import pytest
 
 from obuilder_core.plugins import hookimpl, make_plugins
 from obuilder_core.stores import open_store, store_kinds
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.fixtures.cli import REPO, run_obuilder
 
 PLUGIN = '''
 from obuilder_core.plugins import hookimpl
@@ -61,14 +58,7 @@ def plugin_path(tmp_path: Path) -> Path:
 def test_a_store_backend_from_an_entry_point(plugin_path: Path, tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": f"{plugin_path}:{REPO}"}
     store = f"plain:{tmp_path / 'store'}"
-    r = subprocess.run(
-        [sys.executable, "-m", "obuilder_core.cli", "df", "--store", store],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO,
-        timeout=60,
-    )
+    r = run_obuilder("df", "--store", store, env=env, timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith(f"store:  plain ({store})\n")
     assert (tmp_path / "store" / "state").is_dir()

@@ -4,27 +4,16 @@ from __future__ import annotations
 
 import shutil
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from obuilder_core.builder import Builder
 from tests.fixtures.busybox import runc_root
+from tests.fixtures.cli import run_obuilder, start_obuilder
 from tests.fixtures.root import as_nobody
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def obuilder(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "obuilder_core.cli", *args],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=120,
-    )
+obuilder = run_obuilder
 
 
 @pytest.fixture
@@ -114,13 +103,7 @@ def test_a_stop_signal_cancels_the_build_and_waits_for_its_container(
     spec = tmp_path / "slow.spec"
     spec.write_text('((from busybox) (shell /bin/sh -c) (run (shell "echo start; sleep 100000")))')
     argv = ["build", "-f", str(spec), "--store", store, str(tmp_path)]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "obuilder_core.cli", *argv],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=REPO,
-    )
+    proc = start_obuilder(*argv)
     try:
         assert proc.stdout is not None
         while "start" not in (line := proc.stdout.readline()):

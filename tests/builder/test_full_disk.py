@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from obuilder_core.index import Index
 from obuilder_core.stores import open_store
+from tests.fixtures.cli import run_obuilder
 from tests.fixtures.root import require_root, require_tool
 
-REPO = Path(__file__).resolve().parents[2]
 SH = "(from busybox) (shell /bin/sh -c)"
 FILL = f'({SH} (run (shell "dd if=/dev/zero of=/big bs=1M")))'
 FILL_CACHE = (
@@ -28,13 +27,7 @@ SMALL = f'({SH} (run (shell "echo small")))'
 
 
 def obuilder(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "obuilder_core.cli", *args],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=300,
-    )
+    return run_obuilder(*args, timeout=300)
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 from obuilder_core.builder import Builder
@@ -20,8 +19,8 @@ from obuilder_core.spec import parse_spec
 from obuilder_core.stores.overlayfs import mounts_under
 from tests.builder.helpers import running_builder
 from tests.fixtures.busybox import delete_containers, runc_root
+from tests.fixtures.cli import start_obuilder
 
-REPO = Path(__file__).resolve().parents[2]
 SPEC = (
     "((from busybox) (shell /bin/sh -c)\n"
     ' (run (shell "echo one > /one"))\n'
@@ -50,13 +49,7 @@ def test_kill_9_mid_build_leaves_nothing_once_the_store_is_opened(
         root = builder.store.state_dir().parent
     (tmp_path / "s.spec").write_text(SPEC)
     argv = ["build", "-f", str(tmp_path / "s.spec"), "--store", store_spec, str(tmp_path)]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "obuilder_core.cli", *argv],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        cwd=REPO,
-    )
+    proc = start_obuilder(*argv, stderr=subprocess.DEVNULL)
     assert proc.stdout is not None
     try:
         while (line := proc.stdout.readline()) != "start\n":  # the step's output

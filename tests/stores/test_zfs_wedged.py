@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,8 +20,8 @@ from obuilder_core.images import LocalImages
 from obuilder_core.spec import parse_spec
 from obuilder_core.stores import open_store
 from tests.fixtures.busybox import runc_root
+from tests.fixtures.cli import start_obuilder
 
-REPO = Path(__file__).resolve().parents[2]
 WEDGED = "zfs: the zfs-fuse daemon is not responding"
 ENV = {**os.environ, "OBUILDER_ZFS_TIMEOUT": "2"}
 
@@ -46,15 +45,7 @@ def daemon_stopped() -> Iterator[None]:
 
 
 def _cli(*args: str, **kw: object) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "obuilder_core.cli", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=REPO,
-        env=ENV,
-        **kw,  # type: ignore[arg-type]
-    )
+    return start_obuilder(*args, env=ENV, **kw)
 
 
 def test_a_command_on_a_wedged_daemon_fails_in_one_line(zfs_store_spec: str) -> None:
