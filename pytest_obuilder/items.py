@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -12,11 +13,11 @@ import pytest
 
 from obuilder_core.builder import LimitError, Limits, ObuilderError
 from obuilder_core.spec import SpecError, check_spec, parse_spec
-from obuilder_core.spec.model import Spec
+from obuilder_core.spec.model import Pos, Spec
 from pytest_obuilder.markers import SpecMark, comment_marks, leading_marks
 from pytest_obuilder.options import LIMITS_MARK, Settings, limits_from
 from pytest_obuilder.progress import BuildLog, LiveOutput
-from pytest_obuilder.report import STEPS, build_properties, failure_text
+from pytest_obuilder.report import STEPS, build_properties, failure_text, located
 
 if TYPE_CHECKING:
     from obuilder_core.builder import Builder, BuildFailure
@@ -30,8 +31,23 @@ class BuilderSession:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.header: str | None = None
+        """`obuilder: store ... , runc ...`, once `start` has opened the builder."""
+        self.passed_over: dict[Path, None] = {}
+        """Files matching `obuilder_spec_files` that are not OBuilder specs (not collected)."""
         self._builder: Builder | None = None
         self._error: ObuilderError | None = None
+
+    def start(self) -> str:
+        """Open the builder before the first spec is built, and say which store and sandbox
+        it uses. A store that cannot be opened is one usage error (pytest exits 4), not the
+        same failure for every spec."""
+        if self.header is None:
+            try:
+                self.header = f"obuilder: {self.builder().describe()}"
+            except ObuilderError as e:
+                raise pytest.UsageError(f"obuilder: {e}") from None
+        return self.header
 
     def builder(self) -> Builder:
         """The open Builder; raises the ObuilderError that opening it gave (every time)."""
@@ -74,9 +90,11 @@ class _SpecFailed(Exception):
 class NotDeterministic(Exception):
     """`--obuilder-rebuild`: a step's rebuild differs from its first build (or failed)."""
 
-    def __init__(self, report: str) -> None:
-        super().__init__(report)
+    def __init__(self, report: str, summary: str, pos: Pos | None) -> None:
+        super().__init__(summary)
         self.report = report
+        self.summary = summary
+        self.pos = pos
 
 
 class SpecFile(pytest.File):
@@ -84,7 +102,7 @@ class SpecFile(pytest.File):
 
     def collect(self) -> list[SpecItem]:
         """One item named after the file, carrying the marks written in the spec."""
-        filename = self._display_path()
+        filename = display_path(self.config, self.path)
         try:
             data = self.path.read_bytes()
         except OSError as e:
@@ -104,13 +122,8 @@ class SpecFile(pytest.File):
                 limits = _mark_limits(limits, mark)
         item = SpecItem.from_parent(self, name=self.path.stem, spec=spec, limits=limits)
         for mark in marks:
-            item.add_marker(mark.mark())
+            item.add_marker(_decorator(mark))
         return [item]
-
-    def _display_path(self) -> str:
-        # Relative to where pytest was started, so `file:line:col` opens from the terminal.
-        rel = os.path.relpath(self.path, self.config.invocation_params.dir)
-        return str(self.path) if rel.startswith("..") else rel
 
 
 class SpecItem(pytest.Item):
@@ -170,27 +183,71 @@ class SpecItem(pytest.Item):
             spec_name=str(self.path),
             secrets=dict(settings.secrets),
         )
-        if result.exit_code != 0:
-            raise NotDeterministic(format_report(result))
+        if result.divergence is not None:
+            d = result.divergence
+            raise NotDeterministic(format_report(result), d.summary(), d.pos)
+        if result.failure is not None:
+            f = result.failure
+            summary = f"error at step {f.heading.splitlines()[0]}: {f.message}"
+            raise NotDeterministic(format_report(result), summary, f.pos)
 
     def repr_failure(
         self,
         excinfo: pytest.ExceptionInfo[BaseException],
         style: Any = None,
     ) -> Any:
-        """The failed step, its message and log tail; a user error's one line; else a traceback."""
-        if isinstance(excinfo.value, _SpecFailed):
+        """The failed step, its message and log tail, located at the step's line; a user
+        error's one line; else a traceback."""
+        tbstyle = self.config.getoption("tbstyle", "auto")
+        error = excinfo.value
+        if isinstance(error, _SpecFailed):
             settings = self.config.stash[session_key].settings
-            return failure_text(excinfo.value.failure, settings.log_lines)
-        if isinstance(excinfo.value, NotDeterministic):
-            return excinfo.value.report
+            text = failure_text(error.failure, settings.log_lines)
+            return located(text, error.failure.message, self._where(error.failure.pos), tbstyle)
+        if isinstance(error, NotDeterministic):
+            return located(error.report, error.summary, self._where(error.pos), tbstyle)
         if isinstance(excinfo.value, ObuilderError):
             return str(excinfo.value)
         return super().repr_failure(excinfo, style)
 
+    def _where(self, pos: Pos | None) -> Pos:
+        return pos or Pos(display_path(self.config, self.path), 1, 1)
+
     def reportinfo(self) -> tuple[os.PathLike[str] | str, int | None, str]:
         """The spec file, its first line (0-based, as pytest counts), and the item's name."""
         return self.path, 0, self.name
+
+
+def display_path(config: pytest.Config, path: Path) -> str:
+    """`path` relative to where pytest was started (if below it), so that a `file:line:col`
+    opens from the terminal."""
+    rel = os.path.relpath(path, config.invocation_params.dir)
+    return str(path) if rel.startswith("..") else rel
+
+
+FUNCTION_ONLY_MARKS = {
+    "parametrize": "it makes several calls of a Python test function",
+    "usefixtures": "a spec item uses no fixtures",
+}
+"""Marks that mean something for Python test functions only, and why."""
+
+
+def _decorator(mark: SpecMark) -> pytest.MarkDecorator:
+    """The pytest mark for a mark written in a spec; a collection error at the mark's
+    `file:line:col` if it cannot apply to a spec or (with `--strict-markers`) is unknown.
+    An unknown mark's warning names the spec's line, not this module."""
+    why = FUNCTION_ONLY_MARKS.get(mark.name)
+    if why is not None:
+        raise SpecFile.CollectError(f"{mark.pos}: mark.{mark.name} cannot apply to a spec: {why}")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", pytest.PytestUnknownMarkWarning)
+        try:
+            decorator = mark.mark()
+        except pytest.fail.Exception as e:  # strict markers: an unknown mark is an error
+            raise SpecFile.CollectError(f"{mark.pos}: {e.msg}") from None
+    for warning in caught:
+        warnings.warn_explicit(warning.message, warning.category, mark.pos.file, mark.pos.line)
+    return decorator
 
 
 def _mark_limits(base: Limits, mark: SpecMark) -> Limits:
@@ -223,4 +280,10 @@ def _live_output(item: SpecItem) -> LiveOutput | None:
     if terminal is None:
         return None
     stream = config.getoption("capture") == "no"
-    return LiveOutput(terminal, config, item.name, stream)
+    verbosity = config.get_verbosity()
+    # What pytest wrote on the test's line before the result: the node id with -v, the file
+    # by default, nothing with -q.
+    where = (
+        item.nodeid if verbosity > 0 else display_path(config, item.path) if verbosity == 0 else ""
+    )
+    return LiveOutput(terminal, config, item.name, stream, f"{where} " if where else "")

@@ -13,8 +13,11 @@ from obuilder_core.builder import (
     DEFAULT_PIDS,
     LimitError,
     Limits,
+    ObuilderError,
+    default_store_spec,
     parse_seconds,
     parse_size,
+    parse_store_spec,
 )
 
 DEFAULT_LOG_LINES = 50
@@ -27,8 +30,8 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption(
         "--obuilder-store",
         metavar="KIND:ARG",
-        help="store for build results, e.g. btrfs:/var/cache/obuilder (default: the embedded "
-        "default store). ini: obuilder_store",
+        help="store for build results, e.g. btrfs:/var/cache/obuilder (default: "
+        f"{default_store_spec()}). ini: obuilder_store",
     )
     group.addoption(
         "--obuilder-context",
@@ -99,6 +102,11 @@ def add_options(parser: pytest.Parser) -> None:
         type="args",
         default=DEFAULT_SPEC_FILES,
     )
+    parser.addini(
+        "obuilder_paths",
+        "directories (relative to the ini file) where spec files are collected; default: all",
+        type="paths",
+    )
     parser.addini("obuilder_store", "store for build results, KIND:ARG")
     parser.addini("obuilder_context", "build context directory (relative to the ini file)")
     parser.addini("obuilder_secrets", "ID:PATH secrets, one per line", type="linelist")
@@ -124,6 +132,7 @@ class Settings:
     use_cache: bool
     log_lines: int
     spec_files: tuple[str, ...]
+    spec_paths: tuple[Path, ...] = ()
     rebuild: bool = False
     limits: Limits = DEFAULT_LIMITS
 
@@ -142,7 +151,7 @@ def read_settings(config: pytest.Config) -> Settings:
     secret_args = [(s, here) for s in config.getoption("obuilder_secret")]
     secret_args += [(s, ini_dir) for s in config.getini("obuilder_secrets")]
     return Settings(
-        store=config.getoption("obuilder_store") or config.getini("obuilder_store") or None,
+        store=_store(config),
         context=context,
         secrets=_read_secrets(secret_args),
         fast_sync=_flag(config, "obuilder_fast_sync"),
@@ -152,6 +161,7 @@ def read_settings(config: pytest.Config) -> Settings:
         use_cache=not _flag(config, "obuilder_no_cache"),
         log_lines=_log_lines(config),
         spec_files=tuple(config.getini("obuilder_spec_files")),
+        spec_paths=tuple(config.getini("obuilder_paths")),
         rebuild=_flag(config, "obuilder_rebuild"),
         limits=_limits(config),
     )
@@ -197,6 +207,19 @@ def _limits(config: pytest.Config) -> Limits:
         return limits_from(DEFAULT_LIMITS, **values)
     except LimitError as e:
         raise pytest.UsageError(f"obuilder limits: {e}") from None
+
+
+def _store(config: pytest.Config) -> str | None:
+    """The store named by the option or the ini file, checked (not opened) here."""
+    option = config.getoption("obuilder_store")
+    store = option or config.getini("obuilder_store") or None
+    if store is not None:
+        try:
+            parse_store_spec(store)
+        except ObuilderError as e:
+            where = "--obuilder-store" if option else "ini obuilder_store"
+            raise pytest.UsageError(f"{where}: {e}") from None
+    return store
 
 
 def _path(value: str | None, base: Path) -> Path | None:

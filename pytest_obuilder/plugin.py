@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from fnmatch import fnmatch
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from pytest_obuilder import hooks
-from pytest_obuilder.items import BuilderSession, SpecFile, session_key
+from obuilder_core.spec.sniff import HEAD_BYTES, looks_like_spec
+from pytest_obuilder import fixture, hooks
+from pytest_obuilder.items import BuilderSession, SpecFile, SpecItem, display_path, session_key
 from pytest_obuilder.options import LIMITS_MARK_HELP, add_options, read_settings
 from pytest_obuilder.report import SpecRun, spec_run, step_lines, summary_table
 from pytest_obuilder.stopping import StopSignals, stop_key
@@ -28,6 +31,7 @@ def pytest_configure(config: pytest.Config) -> None:
     """Read the options once; set up the session's builder and, where output goes, reporting;
     make SIGINT, SIGTERM and SIGHUP stop the session cleanly."""
     config.addinivalue_line("markers", LIMITS_MARK_HELP)
+    config.pluginmanager.register(fixture, "obuilder-fixture")  # the `obuilder` fixture
     config.stash[session_key] = BuilderSession(read_settings(config))
     config.stash[stop_key] = StopSignals()
     if not hasattr(config, "workerinput"):  # pytest-xdist workers report to the controller
@@ -54,11 +58,75 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> SpecFile | None:
-    """Collect files matching the ini option `obuilder_spec_files` (default `*.spec`)."""
-    patterns = parent.config.stash[session_key].settings.spec_files
-    if any(_matches(file_path, pattern) for pattern in patterns):
-        return SpecFile.from_parent(parent, path=file_path)
-    return None
+    """Collect the OBuilder specs among the files matching the ini option
+    `obuilder_spec_files` (default `*.spec`) under `obuilder_paths` (default: anywhere).
+    Other tools' `.spec` files (RPM, PyInstaller) are passed over, not collection errors."""
+    obuilder = parent.config.stash[session_key]
+    if not _wanted(file_path, obuilder):
+        return None
+    if not _is_spec(file_path):
+        obuilder.passed_over[file_path] = None  # pytest may ask twice for a file it was given
+        return None
+    return SpecFile.from_parent(parent, path=file_path)
+
+
+def _wanted(path: Path, obuilder: BuilderSession) -> bool:
+    settings = obuilder.settings
+    if settings.spec_paths and not any(path.is_relative_to(p) for p in settings.spec_paths):
+        return False
+    return any(_matches(path, pattern) for pattern in settings.spec_files)
+
+
+def _is_spec(path: Path) -> bool:
+    try:
+        with path.open("rb") as f:
+            return looks_like_spec(f.read(HEAD_BYTES))
+    except OSError:
+        return True  # collected, so that the collection error says why it cannot be read
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Before any spec is built, open the builder: a store that cannot be opened stops the
+    session with one usage error. (Under pytest-xdist the controller does it, below.)"""
+    config = session.config
+    if hasattr(config, "workerinput") or config.option.collectonly:
+        return
+    if session.testsfailed and not config.option.continue_on_collection_errors:
+        return  # collection errors stop the session before anything is built
+    if any(isinstance(item, SpecItem) for item in session.items):
+        config.stash[session_key].start()
+
+
+def pytest_report_collectionfinish(config: pytest.Config) -> list[str]:
+    """The store and sandbox line; with `-v` or `--collect-only`, the files passed over."""
+    obuilder = config.stash[session_key]
+    lines = [obuilder.header] if obuilder.header else []
+    if config.get_verbosity() >= 1 or config.option.collectonly:
+        lines += [
+            f"obuilder: not a spec, not collected: {display_path(config, p)}"
+            for p in obuilder.passed_over
+        ]
+    return lines
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node: Any, ids: Sequence[str]) -> None:
+    """pytest-xdist's controller: once a worker has collected a spec, open the builder here
+    as `pytest_collection_finish` does without workers, and show the store line."""
+    config: pytest.Config = node.config
+    obuilder = config.stash[session_key]
+    if obuilder.header is not None or not any(_is_spec_nodeid(i, obuilder) for i in ids):
+        return
+    header = obuilder.start()
+    terminal = config.pluginmanager.get_plugin("terminalreporter")
+    if terminal is not None:
+        terminal.write_line(header)
+
+
+def _is_spec_nodeid(nodeid: str, obuilder: BuilderSession) -> bool:
+    path = Path(nodeid.partition("::")[0])
+    return any(_matches(path, pattern) for pattern in obuilder.settings.spec_files)
 
 
 def _matches(path: Path, pattern: str) -> bool:
@@ -105,4 +173,5 @@ class BuildReporter:
         if not self._runs or self._config.get_verbosity() < -1:
             return
         terminalreporter.write_sep("=", "obuilder builds")
-        terminalreporter.write_line(summary_table(self._runs))
+        all_specs = self._config.get_verbosity() >= 1
+        terminalreporter.write_line(summary_table(self._runs, all_specs=all_specs))

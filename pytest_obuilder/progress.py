@@ -74,8 +74,13 @@ class BuildLog:
 class LiveOutput:
     """Shows a running build on the terminal: everything (`stream`) or slow steps only."""
 
-    def __init__(self, terminal: Terminal, config: pytest.Config, name: str, stream: bool) -> None:
+    def __init__(
+        self, terminal: Terminal, config: pytest.Config, name: str, stream: bool, resume: str = ""
+    ) -> None:
+        """`resume`: what pytest had written on the test's line (`hello.spec `), written again
+        after a notice so that the result letter lands where pytest's output puts it."""
         self._terminal = terminal
+        self._resume = resume
         self._capman = config.pluginmanager.getplugin("capturemanager")
         self._name = name
         self._stream = stream
@@ -126,6 +131,7 @@ class LiveOutput:
             with self._uncaptured():
                 self._terminal.ensure_newline()
                 self._terminal.write_line(f"[{self._name}] running {first_line}")
+                self._terminal.write(self._resume, flush=True)
 
     def _cancel_timer(self) -> None:
         self._step += 1

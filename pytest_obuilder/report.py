@@ -14,10 +14,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import pytest
+from _pytest._code.code import ReprEntry, ReprExceptionInfo, ReprFileLocation, ReprTraceback
 from tabulate import tabulate
 
 if TYPE_CHECKING:  # the builder is imported only when a spec is built
     from obuilder_core.builder import BuildFailure, BuildResult
+    from obuilder_core.spec.model import Pos
 
 RESULT_ID = "obuilder_result_id"
 STEPS = "obuilder_steps"
@@ -107,6 +109,22 @@ def failure_text(failure: BuildFailure, log_lines: int) -> str:
     return "\n".join(lines)
 
 
+def located(text: str, message: str, where: Pos, tbstyle: str) -> ReprExceptionInfo:
+    """A failure report that pytest and its plugins read as they read a Python traceback's:
+    its crash location is the spec line `where` with a one-line `message`, which is what
+    `--tb=line`, the `-r` summary, junit's `message` attribute and IDEs show. `--tb=short`
+    puts the location first; the other styles end with it, as a traceback does. Made of
+    pytest's own traceback parts so that pytest-xdist carries it from a worker intact."""
+    crash = ReprFileLocation(where.file, where.line, message.partition("\n")[0])
+    lines = text.splitlines()
+    if tbstyle == "short":
+        first = f"{crash.path}:{crash.lineno}: {crash.message}"
+        entry = ReprEntry([first, *lines], None, None, None, "value")
+    else:
+        entry = ReprEntry(lines, None, None, crash, "value")
+    return ReprExceptionInfo(reprtraceback=ReprTraceback([entry], None, "value"), reprcrash=crash)
+
+
 def step_lines(run: SpecRun) -> list[str]:
     """`-v` lines for one build: cached, built or failed, seconds, heading (aligned)."""
     out = []
@@ -124,25 +142,44 @@ def _step_line(status: str, heading: str) -> list[str]:
     return [prefix + first, *(" " * len(prefix) + line for line in rest)]
 
 
-def summary_table(runs: Iterable[SpecRun]) -> str:
-    """The table of specs (steps, cached, built, seconds, result id), then the store counters."""
-    rows, hits, misses = [], 0, 0
-    for run in sorted(runs, key=lambda r: r.nodeid):
-        cached = sum(s.cached for s in run.steps)
-        rows.append(
-            [
-                run.nodeid.split("::")[0],
-                run.outcome,
-                len(run.steps),
-                cached,
-                len(run.steps) - cached,
-                f"{run.duration:.2f}",
-                (run.result_id or "-")[:SHORT_ID],
-            ]
-        )
-        hits += run.hits
-        misses += run.misses
+def summary_table(runs: Iterable[SpecRun], *, all_specs: bool = False) -> str:
+    """The table of specs that failed or built a step (every spec if `all_specs`: `-v`):
+    steps, cached, built, seconds, result id; then one line of totals that agree with the
+    store's counters, which count a failed step as a miss."""
+    runs = sorted(runs, key=lambda r: r.nodeid)
+    shown = [r for r in runs if all_specs or r.outcome != "passed" or _built(r)]
+    rows = [
+        [
+            run.nodeid.split("::")[0],
+            run.outcome,
+            len(run.steps),
+            len(run.steps) - _built(run),
+            _built(run),
+            f"{run.duration:.2f}",
+            (run.result_id or "-")[:SHORT_ID],
+        ]
+        for run in shown
+    ]
     headers = ["spec", "result", "steps", "cached", "built", "seconds", "result id"]
     align = ("left", "left", "right", "right", "right", "right", "left")
     table = tabulate(rows, headers=headers, disable_numparse=True, colalign=align)
-    return f"{table}\nstore: {hits} hits, {misses} misses"
+    built = sum(_built(r) for r in runs)
+    failed = sum(r.failed_step is not None for r in runs)
+    cached = sum(len(r.steps) for r in runs) - built
+    unlisted = len(runs) - len(shown)
+    totals = (
+        f"{_count(len(runs), 'spec')}: {_count(cached, 'step')} from the cache, {built} built, "
+        f"{failed} failed (store: {sum(r.hits for r in runs)} hits, "
+        f"{sum(r.misses for r in runs)} misses)"
+    )
+    if unlisted:
+        totals += f"\n{_count(unlisted, 'spec')} passed from the cache alone (-v lists them)"
+    return f"{table}\n{totals}" if shown else totals
+
+
+def _built(run: SpecRun) -> int:
+    return sum(not s.cached for s in run.steps)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

@@ -14,7 +14,7 @@ import logging
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,9 +22,10 @@ from typing import TYPE_CHECKING
 from obuilder_core.builder.client import Client, StepFailure
 from obuilder_core.builder.context import Context
 from obuilder_core.builder.plans import CopyPlan, RunPlan
-from obuilder_core.builder.result import BuildFailure, BuildResult, LogEvent, StepRecord
+from obuilder_core.builder.result import BuildResult, FinalSettings, LogEvent, StepRecord
 from obuilder_core.builder.step_runner import StepRunner
 from obuilder_core.builder.steps import fetch_base, read_image_config
+from obuilder_core.builder.usage import Usage
 from obuilder_core.errors import ObuilderError
 from obuilder_core.images import ImageInfo, ImageSource, LocalImages, default_sources
 from obuilder_core.index import Index
@@ -33,7 +34,7 @@ from obuilder_core.log import Emit
 from obuilder_core.manifest import DEFAULT_ALGORITHM, generate
 from obuilder_core.paths import copy_destination
 from obuilder_core.plugins import default_plugins
-from obuilder_core.sandbox import DEFAULT_LIMITS, Limits, RunConfig, Sandbox
+from obuilder_core.sandbox import DEFAULT_LIMITS, Limits, RunConfig, Sandbox, StepFailed
 from obuilder_core.secret_key import load_or_create_key, secret_digest
 from obuilder_core.spec.model import Copy, FromBuild, Run, Spec, UnixUser
 from obuilder_core.spec.printer import heading as op_heading
@@ -60,17 +61,6 @@ class Pruned:
     caches: tuple[str, ...]
 
 
-@dataclass(frozen=True)
-class Usage:
-    """What a store holds (`Builder.usage`)."""
-
-    kind: str
-    steps: int
-    size: int
-    caches: int
-    free_pct: float
-
-
 class Builder:
     """Builds specs on one store, with one sandbox and one list of image sources.
 
@@ -86,9 +76,12 @@ class Builder:
         *,
         limits: Limits = DEFAULT_LIMITS,
         plugins: pluggy.PluginManager | None = None,
+        location: str | None = None,
     ) -> None:
         """`limits`: what each run and copy step may use unless a build says otherwise;
-        `plugins`: whose build events to call (default: `default_plugins()`)."""
+        `plugins`: whose build events to call (default: `default_plugins()`); `location`:
+        the store as the user named it, `KIND:ARG` (default: its kind and root)."""
+        self.location = location or f"{store.kind}:{store.state_dir().parent}"
         self.sources = sources
         self.limits = limits
         state = store.state_dir()
@@ -135,7 +128,8 @@ class Builder:
 
         plugins = default_plugins()
         # Containers of dead processes go first, then the temporaries they may still use.
-        opened = open_store(store or default_store_spec(), sweep=False, plugins=plugins)
+        location = store or default_store_spec()
+        opened = open_store(location, sweep=False, plugins=plugins)
         if watch:
             opened.watch()
         state = opened.state_dir()
@@ -149,7 +143,7 @@ class Builder:
             sandbox = UnavailableSandbox(str(e))
         opened.sweep()
         sources = default_sources(state / "images", mirror=registry_mirror, plugins=plugins)
-        return cls(opened, sandbox, sources, limits=limits, plugins=plugins)
+        return cls(opened, sandbox, sources, limits=limits, plugins=plugins, location=location)
 
     def close(self) -> None:
         """Stop the steps still running for clients that left (cancelled), wait until they
@@ -167,6 +161,16 @@ class Builder:
         self.close()
 
     # -- maintenance ----------------------------------------------------------------------------
+
+    def resolve(self, prefix: str) -> str:
+        """The id of the one step in the store whose id starts with `prefix` (as git and
+        docker take abbreviated ids); ObuilderError if none does, or several."""
+        found = [id for id in self.index.ids() if id.startswith(prefix)]
+        if len(found) == 1:
+            return found[0]
+        if not found:
+            raise ObuilderError(f"no step {prefix} in the store")
+        raise ObuilderError(f"{prefix} is ambiguous: {len(found)} steps start with it")
 
     def delete(self, id: str) -> list[str]:
         """Delete step `id` and every step built on it; return the ids removed, deepest first."""
@@ -198,12 +202,17 @@ class Builder:
         """What the store holds: steps, their size, caches, and the free space."""
         rows = [r for r in (self.index.get(i) for i in self.index.ids()) if r is not None]
         return Usage(
+            store=self.location,
             kind=self.store.kind,
             steps=len(rows),
             size=sum(r.size or 0 for r in rows),
             caches=len(self.index.caches()),
             free_pct=self.store.df(),
         )
+
+    def describe(self) -> str:
+        """One line for a header: `store KIND:ARG (N steps, SIZE), runc VERSION`."""
+        return f"store {self.usage().summary()}, {self.sandbox.describe()}"
 
     def delete_cache(self, name: str) -> None:
         """Delete cache `name` (a no-op if it does not exist). Raises CacheBusy where a store
@@ -309,14 +318,13 @@ class Builder:
         ctx = Context(src_dir=context, shell=self.sandbox.default_shell, secrets=dict(secrets))
         with contextlib.ExitStack() as held:
             try:
-                id = self._build(spec, ctx, client, held, use_cache)
+                id, end = self._build(spec, ctx, client, held, use_cache)
             except StepFailure as e:
                 return BuildResult(None, tuple(client.steps), e.failure)
             except ObuilderError as e:
-                return BuildResult(
-                    None, tuple(client.steps), BuildFailure(client.heading, str(e), b"")
-                )
-        return BuildResult(id, tuple(client.steps), None)
+                return BuildResult(None, tuple(client.steps), client.fail(str(e)).failure)
+        settings = FinalSettings(env=end.env, workdir=end.workdir, user=end.user, shell=end.shell)
+        return BuildResult(id, tuple(client.steps), None, settings)
 
     def _build(
         self,
@@ -325,10 +333,11 @@ class Builder:
         client: Client,
         held: contextlib.ExitStack,
         use_cache: bool,
-    ) -> str:
+    ) -> tuple[str, Context]:
+        """The id of `spec`'s result and the context its ops end with."""
         start = ctx
         for child in spec.child_builds:
-            client.event("heading", f"(build {_quote(child.name)} \u2026)")
+            client.step(f"(build {_quote(child.name)} \u2026)", child.pos)
             child_ctx = Context(
                 src_dir=start.src_dir,
                 env=start.env,
@@ -336,10 +345,10 @@ class Builder:
                 secrets=start.secrets,
                 scope=ctx.scope,
             )
-            child_id = self._build(child.spec, child_ctx, client, held, use_cache)
+            child_id, _ = self._build(child.spec, child_ctx, client, held, use_cache)
             client.event("note", f"--> finished {_quote(child.name)}")
             ctx = ctx.with_build(child.name, child_id)
-        client.event("heading", f"(from {format_atom(spec.from_)})")
+        client.step(f"(from {format_atom(spec.from_)})", spec.from_pos)
         base = self._base(spec.from_, client, held)
         image = read_image_config(self._steps.result(base))
         ctx = Context(
@@ -351,25 +360,25 @@ class Builder:
         )
         id = base
         for op in spec.ops:
-            client.event("heading", op_heading(ctx.workdir, op))
+            client.step(op_heading(ctx.workdir, op), op.pos)
             if isinstance(op, Run):
                 id = self._run(id, op, ctx, client, held, use_cache)
             elif isinstance(op, Copy):
                 id = self._copy(id, op, ctx, client, held, use_cache)
             else:
                 ctx = ctx.apply(op)
-        return id
+        return id, ctx
 
     def _base(self, image: str, client: Client, held: contextlib.ExitStack) -> str:
         id = step_id(BaseKey(image))
-        sources = self.sources
+        sources, store = self.sources, self.location
         self._steps.get(
             id,
             None,
             client,
             held,
             fresh=False,
-            fill=lambda tmp, w, _c: fetch_base(tmp, image, w, sources),
+            fill=lambda tmp, w, _c: fetch_base(tmp, image, w, sources, store),
         )
         return id
 
@@ -464,6 +473,42 @@ class Builder:
         self._steps.get(id, parent, client, held, fresh=not use_cache, plan=plan)
         return id
 
+    @contextlib.contextmanager
+    def view(self, id: str) -> Iterator[Path]:
+        """`with builder.view(id) as rootfs:` the filesystem of result `id`, to read (btrfs
+        and zfs results are read-only snapshots; other stores do not enforce it), kept from
+        pruning until the block ends. Raises ObuilderError if there is no such result."""
+        with self.index.protect([id]):
+            if not self._steps.has(id):
+                raise ObuilderError(f"Build result {_quote(id)} not found")
+            with self.store.view(id) as step_dir:
+                yield step_dir / "rootfs"
+
+    def run_on(
+        self, id: str, config: RunConfig, *, cancel: threading.Event | None = None
+    ) -> tuple[int, bytes]:
+        """Run `config` on a throwaway copy of result `id` and return its exit status (128+N
+        when killed by signal N) and its output (stdout and stderr merged, as in a step's
+        log). Nothing it writes is kept or cached. Raises ObuilderError if there is no such
+        result or the command cannot be started."""
+        output = bytearray()
+        status = 0
+
+        def in_copy(tmp: Path) -> None:
+            nonlocal status
+            try:
+                self.sandbox.run(config, tmp / "rootfs", log=output.extend, cancel=cancel)
+            except StepFailed as e:
+                status = e.status if e.status is not None else 128 + (e.signum or 0)
+            raise _Throwaway
+
+        with self.index.protect([id]):
+            if not self._steps.has(id):
+                raise ObuilderError(f"Build result {_quote(id)} not found")
+            with contextlib.suppress(_Throwaway):
+                self.store.build(scratch_id(id, "run-on"), id, in_copy)
+        return status, bytes(output)
+
     def rerun(
         self,
         step: StepRecord,
@@ -498,6 +543,11 @@ class Builder:
             if not self._steps.has(parent):
                 raise ObuilderError(f"Build result {_quote(parent)} not found")
             self.store.build(scratch_id, parent, in_tmp)
+
+
+class _Throwaway(Exception):
+    """Raised by a store build's fill function to discard what it wrote: a store commits
+    nothing when the function raises (`Store.build`)."""
 
 
 def _quote(s: str) -> str:

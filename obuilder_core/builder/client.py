@@ -11,17 +11,16 @@ from obuilder_core.builder.result import BuildFailure, LogEvent, StepRecord
 from obuilder_core.errors import ObuilderError
 from obuilder_core.log import Tail
 from obuilder_core.sandbox import DEFAULT_LIMITS, Limits
+from obuilder_core.spec.model import Pos
 
 
 class StepFailure(ObuilderError):
     """A step failed; carries what the client needs to report it (`Builder.build` turns it
     into its result's `failure`, so it never reaches a caller)."""
 
-    def __init__(
-        self, heading: str, message: str, log: bytes, log_path: Path | None = None
-    ) -> None:
-        super().__init__(message)
-        self.failure = BuildFailure(heading, message, log, log_path)
+    def __init__(self, failure: BuildFailure) -> None:
+        super().__init__(failure.message)
+        self.failure = failure
 
 
 class Client:
@@ -39,13 +38,18 @@ class Client:
         self.steps: list[StepRecord] = []
         self.output = Tail()  # the current step's, for its failure report; bounded
         self.heading = ""
+        self.pos: Pos | None = None  # where the current step is written
 
     def event(self, kind: str, text: str) -> None:
-        if kind == "heading":
-            self.heading = text
-            self.output.clear()
         if self._log is not None:
             self._log(LogEvent(kind, text.encode()))  # type: ignore[arg-type]
+
+    def step(self, heading: str, pos: Pos | None) -> None:
+        """A new step starts: send its heading and forget the previous step's output."""
+        self.heading = heading
+        self.pos = pos
+        self.output.clear()
+        self.event("heading", heading)
 
     def write(self, data: bytes) -> None:
         self.output.write(data)
@@ -53,4 +57,6 @@ class Client:
             self._log(LogEvent("output", data))
 
     def fail(self, message: str, log_path: Path | None = None) -> StepFailure:
-        return StepFailure(self.heading, message, self.output.bytes(), log_path)
+        return StepFailure(
+            BuildFailure(self.heading, message, self.output.bytes(), log_path, self.pos)
+        )

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 from obuilder_core.builder.plans import Plan
+from obuilder_core.spec.model import Pos, User
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,8 @@ class StepRecord:
     """One step of a build: its id, heading, whether it came from the cache, and its log.
 
     `parent` is the step it was built on (None for a base image) and `plan` what it does
-    (None for a base image): enough to execute it again (`Builder.rerun`).
+    (None for a base image): enough to execute it again (`Builder.rerun`). `pos`: where the
+    step is written in the spec.
     """
 
     id: str
@@ -35,27 +37,43 @@ class StepRecord:
     log_path: Path | None
     parent: str | None = None
     plan: Plan | None = field(default=None, repr=False, compare=False)
+    pos: Pos | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
 class BuildFailure:
     """The step that failed, why (e.g. `"/bin/sh" "-c" "exit 3" failed with exit status 3`),
     the end of that step's own output (`log`, at most `log.TAIL_BYTES`) and, when it ran, the
-    file holding its whole output (`log_path`)."""
+    file holding its whole output (`log_path`), and where the step is written in the spec
+    (`pos`: None for a spec made in code)."""
 
     heading: str
     message: str
     log: bytes
     log_path: Path | None = None
+    pos: Pos | None = None
+
+
+@dataclass(frozen=True)
+class FinalSettings:
+    """What the spec's ops left set at its end, as an image config holds them: what a
+    command run on the result starts with (`Builder.run_on`)."""
+
+    env: tuple[tuple[str, str], ...]
+    workdir: str
+    user: User
+    shell: tuple[str, ...]
 
 
 @dataclass(frozen=True)
 class BuildResult:
-    """The outcome of a build: the final step id (None on failure) and every step done."""
+    """The outcome of a build: the final step id (None on failure), every step done, and the
+    settings the spec ends with (None on failure)."""
 
     id: str | None
     steps: tuple[StepRecord, ...]
     failure: BuildFailure | None
+    settings: FinalSettings | None = None
 
     @property
     def ok(self) -> bool:

@@ -94,7 +94,10 @@ class StepRunner:
         saved = None if fresh else self.saved_log(id)
         if saved is not None:
             self._touch(id)
-            replay(saved, client.write)
+            if parent is None:  # a base image: its log says how it was unpacked, long ago
+                client.event("note", "using the base image from the cache")
+            else:
+                replay(saved, client.write)
             outcome = Outcome("cached")
         else:
             assert fill is not None or plan is not None
@@ -119,6 +122,7 @@ class StepRunner:
             log_path=self.result(id) / "log",
             parent=parent,
             plan=plan,
+            pos=client.pos,
         )
         client.steps.append(record)
         self._events.obuilder_step_finished(step=record)

@@ -10,12 +10,13 @@ import contextlib
 import dataclasses
 import logging
 import os
+import shlex
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from obuilder_core.copy_tar import CopyStreamError, missing_dirs, write_copy_tar
-from obuilder_core.images import ImageConfig, ImageSource, fetch_image
+from obuilder_core.images import ImageConfig, ImageNotFound, ImageSource, fetch_image
 from obuilder_core.log import Emit
 from obuilder_core.manifest import Manifest
 from obuilder_core.paths import CopyShape
@@ -28,11 +29,18 @@ log = logging.getLogger(__name__)
 IMAGE_CONFIG = "image.json"
 
 
-def fetch_base(tmp: Path, image: str, write: Emit, sources: Sequence[ImageSource]) -> None:
-    """Write image `image` as `tmp/rootfs` and its config as `tmp/image.json`."""
+def fetch_base(
+    tmp: Path, image: str, write: Emit, sources: Sequence[ImageSource], store: str
+) -> None:
+    """Write image `image` as `tmp/rootfs` and its config as `tmp/image.json`. An image that
+    no source has fails saying how to import it into `store` (`KIND:ARG`)."""
     rootfs = tmp / "rootfs"
     rootfs.mkdir(mode=0o755, exist_ok=True)
-    config = fetch_image(image, rootfs, write, sources=sources)
+    try:
+        config = fetch_image(image, rootfs, write, sources=sources)
+    except ImageNotFound as e:
+        how = f"obuilder image import {shlex.quote(image)} PATH --store={shlex.quote(store)}"
+        raise ImageNotFound(f"{e}; import it with: {how}") from None
     (tmp / IMAGE_CONFIG).write_text(config.to_json())
 
 

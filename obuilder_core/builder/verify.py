@@ -26,7 +26,7 @@ from obuilder_core.errors import ObuilderError
 from obuilder_core.keys import scratch_id
 from obuilder_core.sandbox import RunConfig
 from obuilder_core.sandbox.disorder import DisorderedSandbox, disorderfs_missing
-from obuilder_core.spec.model import Spec
+from obuilder_core.spec.model import Pos, Spec
 from obuilder_core.stat_cache import StatCache
 
 EXIT_SAME, EXIT_DIFFERENT, EXIT_ERROR = 0, 1, 2
@@ -88,6 +88,15 @@ class Divergence:
     diff: TreeDiff
     kept: Path | None
     details: tuple[tuple[str, str], ...] = ()
+    pos: Pos | None = None
+    """Where the step is written in the spec."""
+
+    def summary(self) -> str:
+        """One line: `not deterministic at step HEADING: /PATH differs (content)`."""
+        first = self.diff.differences[0] if self.diff.differences else None
+        path = "" if first is None or first.path == "." else first.path
+        where = f": /{path} differs ({first.kind})" if first else ""
+        return f"not deterministic at step {self.heading.splitlines()[0]}{where}"
 
 
 @dataclass(frozen=True)
@@ -209,7 +218,7 @@ class _Checker:
                         step, scratch, config=config, sandbox=sandbox, cancel=self.cancel
                     )
             except ObuilderError as e:
-                self.failure = BuildFailure(step.heading, f"rebuild failed: {e}", b"")
+                self.failure = BuildFailure(step.heading, f"rebuild failed: {e}", b"", pos=step.pos)
                 return False
             rebuilt = views.enter_context(store.view(scratch))
             self.checked += 1
@@ -228,7 +237,9 @@ class _Checker:
                 if x.kind == "content"
             )[:DETAIL_FILES]
             kept = store.result(scratch) if keep else None
-            self.divergence = Divergence(step.heading, step.id, scratch, diff, kept, details)
+            self.divergence = Divergence(
+                step.heading, step.id, scratch, diff, kept, details, step.pos
+            )
             return False
         finally:
             if not keep:

@@ -99,8 +99,12 @@ class _ArgumentParser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The full `obuilder` parser, with every module of SUBCOMMAND_MODULES registered."""
+    from obuilder_core.builder import default_store_spec
+
     parser = _ArgumentParser(
-        prog=PROG, description="Build OBuilder specs: cached, sandboxed build steps."
+        prog=PROG,
+        description="Build OBuilder specs: cached, sandboxed build steps.",
+        epilog=f"The default store (where --store is not given) is {default_store_spec()}.",
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {_version()}")
     parser.add_argument(

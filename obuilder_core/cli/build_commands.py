@@ -18,6 +18,8 @@ from obuilder_core.builder import (
     LimitError,
     Limits,
     ObuilderError,
+    default_store_spec,
+    human_size,
     parse_seconds,
     parse_size,
 )
@@ -108,15 +110,12 @@ def register(subparsers: Any) -> None:
 
 
 def _store_arg(text: str) -> str:
-    from obuilder_core.builder import store_kinds
+    from obuilder_core.builder import parse_store_spec
 
-    kind, sep, arg = text.partition(":")
-    kinds_known = store_kinds()
-    if not sep or not arg or kind not in kinds_known:
-        kinds = ", ".join(f"{k}:" for k in kinds_known)
-        raise argparse.ArgumentTypeError(
-            f"invalid store {text!r}: expected KIND:ARG, KIND one of {kinds}"
-        )
+    try:
+        parse_store_spec(text)
+    except ObuilderError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
     return text
 
 
@@ -126,7 +125,7 @@ def _store_option(p: argparse.ArgumentParser) -> None:
         metavar="KIND:ARG",
         default=None,
         type=_store_arg,
-        help="store, e.g. btrfs:/var/cache/obuilder (default: the automatic store)",
+        help=f"store, e.g. btrfs:/var/cache/obuilder (default: {default_store_spec()})",
     )
 
 
@@ -223,7 +222,8 @@ class _Printer:
 
     def __init__(self) -> None:
         self.out = sys.stdout.buffer
-        colour = os.isatty(self.out.fileno()) and "NO_COLOR" not in os.environ
+        # no-color.org: NO_COLOR set to anything but the empty string turns colour off.
+        colour = os.isatty(self.out.fileno()) and not os.environ.get("NO_COLOR")
         self.styles = {"heading": b"\x1b[94m", "note": b"\x1b[33m"} if colour else {}
         self.at_line_start = True
         self._lock = threading.Lock()
@@ -333,13 +333,12 @@ def _store_builder(args: argparse.Namespace) -> Any:
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
-    """`obuilder delete ID`: remove the step and its descendants, printing each."""
-    if not re.fullmatch(r"[0-9a-f]{64}", args.id):
-        raise UsageError(f"{args.id!r} is not a step id (64 hex digits)")
+    """`obuilder delete ID`: remove the step and its descendants, printing each. ID may be
+    any unique prefix of at least 4 hex digits, like the 12 shown by `build` and pytest."""
+    if not re.fullmatch(r"[0-9a-f]{4,64}", args.id):
+        raise UsageError(f"{args.id!r} is not a step id (4 to 64 hex digits)")
     with _store_builder(args) as builder:
-        if not builder.has(args.id):
-            raise ObuilderError(f"no step {args.id} in the store")
-        for id in builder.delete(args.id):
+        for id in builder.delete(builder.resolve(args.id)):
             print(f"Removing {id}")
     return EXIT_OK
 
@@ -371,11 +370,9 @@ def cmd_delete_cache(args: argparse.Namespace) -> int:
 
 def cmd_df(args: argparse.Namespace) -> int:
     """`obuilder df`: steps in the store, their total size, caches, the free space."""
-    from obuilder_core.cli.image import human_size
-
     with _store_builder(args) as builder:
         usage = builder.usage()
-    print(f"store:  {usage.kind} ({args.store or 'default'})")
+    print(f"store:  {usage.kind} ({usage.store})")
     print(f"steps:  {usage.steps}")
     print(f"size:   {human_size(usage.size)}")
     print(f"caches: {usage.caches}")

@@ -33,6 +33,8 @@ def register(subparsers: Any) -> None:
 
 
 def _store_option(parser: argparse.ArgumentParser) -> None:
+    from obuilder_core.builder import default_store_spec
+
     # Like the top-level subcommands, accept -v after the sub-subcommand too.
     parser.add_argument(
         "-v", "--verbose", action="count", default=argparse.SUPPRESS, help=argparse.SUPPRESS
@@ -41,13 +43,13 @@ def _store_option(parser: argparse.ArgumentParser) -> None:
         "--store",
         metavar="KIND:ARG",
         default=None,
-        help="store whose images to use (default: the automatic store)",
+        help=f"store whose images to use (default: {default_store_spec()})",
     )
 
 
 def import_command(args: argparse.Namespace) -> int:
     """Handler of `obuilder image import`; returns 0 (errors raise ObuilderError)."""
-    from obuilder_core.builder import Builder
+    from obuilder_core.builder import Builder, human_size
     from obuilder_core.cli import UsageError
 
     if not args.source.exists():
@@ -60,23 +62,13 @@ def import_command(args: argparse.Namespace) -> int:
 
 def ls_command(args: argparse.Namespace) -> int:
     """Handler of `obuilder image ls`; returns 0 (errors raise ObuilderError)."""
-    from obuilder_core.builder import Builder
+    from obuilder_core.builder import Builder, human_size
 
     with Builder.open(args.store) as builder:
         infos = builder.images()
     rows = [(i.name, i.digest, human_size(i.size)) for i in infos]
     print(tabulate(rows, headers=["NAME", "DIGEST", "SIZE"], tablefmt="plain"))
     return 0
-
-
-def human_size(n: int) -> str:
-    """`1.2 MB` style sizes (powers of 1000, as docker prints them)."""
-    size = float(n)
-    for unit in ("B", "kB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{size:.1f} GB"
 
 
 def _stderr(line: bytes) -> None:

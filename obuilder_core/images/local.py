@@ -283,12 +283,17 @@ def _bz2(path: Path) -> IO[bytes]:
     return bz2.open(path, "rb")
 
 
+DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+"""The `PATH` of an image made from a plain rootfs tarball, which has no config to say one:
+Docker's default, so that programs looking themselves up in PATH (cmake) work."""
+
+
 def _rootfs_config(diff_ids: list[str]) -> bytes:
     plat = host_platform()
     config = {
         "architecture": plat.architecture,
         "os": plat.os,
-        "config": {},
+        "config": {"Env": [DEFAULT_PATH]},
         "rootfs": {"type": "layers", "diff_ids": diff_ids},
     }
     return json.dumps(config).encode()

@@ -106,6 +106,10 @@ class Sandbox(Protocol):
         """Raise SandboxError (naming the user and why) if steps cannot run as `user`."""
         ...
 
+    def describe(self) -> str:
+        """What runs the steps, for a header line: e.g. `runc 1.1.5`, or why nothing can."""
+        ...
+
     def run(
         self,
         config: RunConfig,

@@ -96,6 +96,10 @@ class DisorderedSandbox:
         """The inner sandbox's."""
         return self.inner.unpack_config(limits)
 
+    def describe(self) -> str:
+        """The inner sandbox's."""
+        return self.inner.describe()
+
     def check_user(self, user: User) -> None:
         """The inner sandbox's."""
         self.inner.check_user(user)

@@ -49,6 +49,10 @@ class UnavailableSandbox(PosixRules):
     def __init__(self, reason: str) -> None:
         self.reason = reason
 
+    def describe(self) -> str:
+        """`no sandbox: REASON`."""
+        return f"no sandbox: {self.reason}"
+
     def run(
         self,
         config: RunConfig,

@@ -117,6 +117,12 @@ class RuncSandbox(PosixRules):
         self._swap_accounting = swap_accounting()
         self.remove_leftovers()
 
+    def describe(self) -> str:
+        """`runc VERSION`, from `runc --version`."""
+        proc = run_cmd([self.runc, "--version"], check=False)
+        first = proc.stdout.decode(errors="replace").partition("\n")[0]
+        return first.replace(" version ", " ", 1) if proc.returncode == 0 else self.runc
+
     def _runc(self, *args: str) -> list[str]:
         return [self.runc, "--root", str(self.runc_root), *args]
 

@@ -13,7 +13,15 @@ from obuilder_core.stores.base import CacheBusy, CacheLease, Store, StoreError
 if TYPE_CHECKING:
     import pluggy
 
-__all__ = ["CacheBusy", "CacheLease", "Store", "StoreError", "open_store", "store_kinds"]
+__all__ = [
+    "CacheBusy",
+    "CacheLease",
+    "Store",
+    "StoreError",
+    "open_store",
+    "parse_store_spec",
+    "store_kinds",
+]
 
 
 def store_kinds(plugins: pluggy.PluginManager | None = None) -> list[str]:
@@ -27,6 +35,17 @@ def store_kinds(plugins: pluggy.PluginManager | None = None) -> list[str]:
     return kinds
 
 
+def parse_store_spec(spec: str, plugins: pluggy.PluginManager | None = None) -> tuple[str, str]:
+    """`(KIND, ARG)` of a store spec; StoreError naming the kinds there are if it is not one.
+    Opens nothing, so it can check a setting before anything is built."""
+    kind, sep, arg = spec.partition(":")
+    kinds = store_kinds(plugins)
+    if not sep or kind not in kinds or not arg:
+        listed = ", ".join(f"{k}:" for k in kinds)
+        raise StoreError(f"invalid store {spec!r}: expected KIND:ARG with KIND one of {listed}")
+    return kind, arg
+
+
 def open_store(
     spec: str, *, sweep: bool = True, plugins: pluggy.PluginManager | None = None
 ) -> Store:
@@ -35,11 +54,7 @@ def open_store(
     from obuilder_core.plugins import default_plugins
 
     manager = plugins or default_plugins()
-    kind, sep, arg = spec.partition(":")
-    kinds = store_kinds(manager)
-    if not sep or kind not in kinds or not arg:
-        listed = ", ".join(f"{k}:" for k in kinds)
-        raise StoreError(f"invalid store {spec!r}: expected KIND:ARG with KIND one of {listed}")
+    kind, arg = parse_store_spec(spec, manager)
     store: Store | None = manager.hook.obuilder_open_store(kind=kind, arg=arg)
     if store is None:
         raise StoreError(f"invalid store {spec!r}: no plugin opens {kind}: stores")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import stat
 from pathlib import Path
@@ -82,6 +83,24 @@ def du_bytes(path: Path) -> int:
         raise StoreError(f"du -sb {path}: unexpected output {proc.stdout!r}") from None
 
 
+MOUNTINFO = Path("/proc/self/mountinfo")
+
+
 def fs_type(path: Path) -> str:
-    """The filesystem type of `path` as `stat -f` names it ("btrfs", "ext2/ext3", "tmpfs", ...)."""
-    return run_cmd(["stat", "-f", "-c", "%T", "--", str(path)]).stdout.decode().strip()
+    """The type of the filesystem `path` is on, as the kernel names it ("btrfs", "ext4",
+    "tmpfs", ...; `stat -f` would say "ext2/ext3" for ext4): that of the deepest mount point
+    above it in /proc/self/mountinfo, the last one mounted where several share a point."""
+    real = os.path.realpath(path)
+    deepest, kind = "", "unknown"
+    for line in MOUNTINFO.read_text().splitlines():
+        fields = line.split()
+        point, fstype = _unescape(fields[4]), fields[fields.index("-") + 1]
+        below = real == point or real.startswith(point.rstrip("/") + "/")
+        if below and len(point) >= len(deepest):
+            deepest, kind = point, fstype
+    return kind
+
+
+def _unescape(field: str) -> str:
+    # mountinfo writes space, tab, newline and backslash as octal escapes (\040 ...)
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), field)

@@ -39,6 +39,9 @@ class ScriptedSandbox(PosixRules):
         self.may_finish_cancelling = threading.Event()
         self.may_finish_cancelling.set()
 
+    def describe(self) -> str:
+        return "scripted sandbox"
+
     def run(
         self,
         config: RunConfig,

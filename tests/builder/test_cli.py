@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import pty
 import shutil
 import signal
 from pathlib import Path
@@ -44,7 +46,13 @@ def test_build_prints_headings_notes_output_and_got(store: str, tmp_path: Path) 
 
     df = obuilder("df", "--store", store)
     assert df.returncode == 0 and "steps:  3" in df.stdout
-    deleted = obuilder("delete", step_id, "--store", store)
+    assert df.stdout.startswith(f"store:  rsync ({store})\n")
+    missing = obuilder(
+        "delete", "abcd" if not step_id.startswith("abcd") else "dcba", "--store", store
+    )
+    assert missing.returncode == 1 and missing.stderr.startswith("obuilder: error: no step ")
+    assert obuilder("delete", "", "--store", store).returncode == 2
+    deleted = obuilder("delete", step_id[:12], "--store", store)  # as build and pytest show it
     assert deleted.returncode == 0 and deleted.stdout == f"Removing {step_id}\n"
     recent = obuilder("clean", "--older-than", "1d", "--store", store)
     assert (recent.returncode, recent.stdout) == (0, "Removed 0 items\n")
@@ -169,3 +177,35 @@ def test_a_step_over_its_time_limit_fails_and_is_not_cached(store: str, tmp_path
 def test_bad_limits_are_usage_errors(tmp_path: Path, option: list[str], message: str) -> None:
     r = obuilder("build", "-f", "x.spec", str(tmp_path), *option)
     assert r.returncode == 2 and message in r.stderr
+
+
+@pytest.mark.parametrize(("no_color", "coloured"), [(None, True), ("", True), ("1", False)])
+def test_colour_on_a_terminal_unless_no_color_is_set(
+    store: str, tmp_path: Path, no_color: str | None, coloured: bool
+) -> None:
+    spec = tmp_path / "s.spec"
+    spec.write_text("((from busybox))")
+    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+    if no_color is not None:
+        env["NO_COLOR"] = no_color  # no-color.org: set and not empty turns colour off
+    leader, follower = pty.openpty()
+    try:
+        proc = start_obuilder(
+            "build", "-f", str(spec), "--store", store, str(tmp_path), stdout=follower, env=env
+        )
+        os.close(follower)
+        out = b""
+        while chunk := _read_pty(leader):
+            out += chunk
+        proc.wait(timeout=120)
+    finally:
+        os.close(leader)
+    assert proc.returncode == 0, out
+    assert (b"\x1b[94m(from busybox)" in out) == coloured, out
+
+
+def _read_pty(fd: int) -> bytes:
+    try:
+        return os.read(fd, 65536)
+    except OSError:  # EIO: the other side is closed
+        return b""

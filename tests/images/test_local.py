@@ -108,7 +108,10 @@ def test_import_rootfs_tarball(
     tarball.write_bytes(compress(layer_tar([directory("bin"), file("bin/sh", "sh")]), compression))
     images.import_("plain", tarball)
     config, files = fetch(images, "plain", tmp_path)
-    assert config == ImageConfig()
+    # No config to say a PATH: Docker's default, so programs that look for themselves work.
+    assert config == ImageConfig(
+        env=(("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),)
+    )
     assert files == {"bin": "dir", "bin/sh": "sh"}
 
 

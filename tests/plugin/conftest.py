@@ -7,6 +7,8 @@ helpers they call are in `tests/plugin/helpers.py`.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 XDIST_MODES = {
@@ -14,6 +16,14 @@ XDIST_MODES = {
     "xdist-off": ("-n", "0"),
     "xdist-disabled": ("-p", "no:xdist"),
 }
+
+
+@pytest.fixture(autouse=True)
+def private_default_store(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """A run that names no store uses the default store: here one of the test's own, not the
+    machine's (`$XDG_CACHE_HOME/obuilder`)."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "obuilder"
 
 
 @pytest.fixture(params=list(XDIST_MODES), ids=list(XDIST_MODES))

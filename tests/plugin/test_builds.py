@@ -26,6 +26,10 @@ FAILING = """\
 )
 """
 
+FAILED_MESSAGE = (
+    '"/bin/sh" "-c" "for i in 1 2 3 4 5; do echo line$i; done; exit 3" failed with exit status 3'
+)
+
 WITH_CONTEXT_AND_SECRET = """\
 ((from busybox)
  (shell /bin/sh -c)
@@ -69,7 +73,7 @@ def test_specs_pass_and_report_their_steps(
             "spec*result*steps*cached*built*seconds*result id",
             "context.spec*passed*",
             "hello.spec*passed*",
-            "store: * hits, * misses",
+            "2 specs: * from the cache, * built, 0 failed (store: * hits, * misses)",
         ]
     )
     # The second run takes every step from the cache.
@@ -110,17 +114,28 @@ def test_a_failing_spec_shows_step_status_and_log_tail(
             "---- last 2 log lines of the step (whole log: */state/failed-logs/*.log) ----",
             "line4",
             "line5",
+            "",
+            f"broken.spec:5: {FAILED_MESSAGE}",  # where, as a traceback ends
             "*= short test summary info =*",
-            "FAILED broken.spec::broken*",
+            f"FAILED broken.spec::broken - {FAILED_MESSAGE[:30]}*",  # cut to the terminal width
         ]
     )
     result.stdout.no_fnmatch_line("line3")
     result.stdout.no_fnmatch_line("*Traceback*")
     result.stdout.fnmatch_lines(["broken.spec*failed*-*"])  # summary row: no result id
+    totals = re.search(
+        r"2 specs: (\d+) steps? from the cache, (\d+) built, 1 failed "
+        r"\(store: (\d+) hits, (\d+) misses\)",
+        result.stdout.str(),
+    )
+    assert totals is not None  # the counts agree: a failed step is a miss, not built
+    cached, built, hits, misses = map(int, totals.groups())
+    assert (cached, built + 1) == (hits, misses)
 
     cases = {c.get("name"): c for c in ET.parse(xml).getroot().iter("testcase")}
     failure = cases["broken"].find("failure")
     assert failure is not None and "/src: (run" in (failure.text or "")
+    assert failure.get("message") == FAILED_MESSAGE
     assert "line5" in (failure.text or "")
     out = cases["broken"].find("system-out")
     assert out is not None
@@ -140,6 +155,27 @@ def test_a_failing_spec_shows_step_status_and_log_tail(
         last_failed.stdout.fnmatch_lines(["*rerun previous 1 failure*"])
 
 
+@pytest.mark.parametrize("tbstyle", ["line", "short"])
+def test_a_failure_points_at_the_step_line_in_every_traceback_style(
+    pytester: pytest.Pytester, xdist_args: tuple[str, ...], busybox_store: str, tbstyle: str
+) -> None:
+    pytester.makefile(".spec", broken=FAILING)
+    result = _run(pytester, busybox_store, *xdist_args, f"--tb={tbstyle}", "--show-capture=no")
+    result.assert_outcomes(failed=1)
+    if tbstyle == "line":  # the whole report is one line: where and why
+        result.stdout.fnmatch_lines(
+            ["*= FAILURES =*", f"broken.spec:5: {FAILED_MESSAGE}", "*= obuilder builds =*"]
+        )
+    else:  # where and why first, then the step and its log
+        result.stdout.fnmatch_lines(
+            [
+                "*_ broken _*",
+                f"broken.spec:5: {FAILED_MESSAGE}",
+                "build failed at step: /src: (run *",
+            ]
+        )
+
+
 def test_xfail_from_the_spec_and_the_build_finished_hook(
     pytester: pytest.Pytester, xdist_args: tuple[str, ...], busybox_store: str
 ) -> None:
@@ -149,6 +185,9 @@ def test_xfail_from_the_spec_and_the_build_finished_hook(
     pytester.makefile(".spec", hello=HELLO)
     pytester.makeconftest(
         """
+import pytest
+
+@pytest.hookimpl(optionalhook=True)  # so that `-p no:obuilder` still runs
 def pytest_obuilder_build_finished(item, result):
     steps = len(result.steps)
     failed = result.failure.heading if result.failure else "-"
@@ -170,16 +209,9 @@ def pytest_obuilder_build_finished(item, result):
     assert lines[0].startswith("expected False None ")
     assert "/src: (run" in lines[0]
     assert re.fullmatch(r"hello True [0-9a-f]+ \d+ -", lines[1])
-
-
-def test_a_bad_store_is_a_one_line_failure(
-    pytester: pytest.Pytester, xdist_args: tuple[str, ...]
-) -> None:
-    pytester.makefile(".spec", hello=HELLO)
-    result = pytester.runpytest(*xdist_args, "--obuilder-store=nowhere:x")
-    result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*invalid store 'nowhere:x'*"])
-    result.stdout.no_fnmatch_line("*Traceback*")
+    pytester.makepyfile("def test_plain(): pass")
+    without = pytester.runpytest(*xdist_args, "-p", "no:obuilder")  # the conftest still loads
+    without.assert_outcomes(passed=1)
 
 
 def test_context_option_and_no_cache(
@@ -233,6 +265,7 @@ def test_progress_lines_and_live_output(pytester: pytest.Pytester, busybox_store
         proc.wait()
     assert proc.returncode == 0, rest
     assert "woke up" not in rest  # without -s, output is not streamed
+    assert rest.splitlines()[0].startswith("slow.spec .")  # the result on the spec's line
     live = _run(pytester, busybox_store, "-s")  # cached now: the log is replayed, live
     live.stdout.fnmatch_lines(["slow.spec ", "(from busybox)", "*", "woke up", "*", "."])
 

@@ -142,3 +142,77 @@ def test_an_unreadable_secret_is_a_usage_error(
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result = pytester.runpytest(*xdist_args, "--obuilder-secret", "token")
     result.stderr.fnmatch_lines(["*obuilder secret 'token': expected ID:PATH*"])
+
+
+RPM_SPEC = "Name: hello\nVersion: 1.0\n%description\nA package (not a build spec).\n"
+PYINSTALLER_SPEC = "# -*- mode: python -*-\na = Analysis(['app.py'])\n"
+
+
+def test_other_tools_spec_files_are_passed_over(
+    pytester: pytest.Pytester, xdist_args: tuple[str, ...]
+) -> None:
+    pytester.makefile(".spec", hello=HELLO, rpm=RPM_SPEC, app=PYINSTALLER_SPEC)
+    pytester.makefile(".spec", commented="; a comment\n#| a block |#\n" + HELLO)
+    result = pytester.runpytest(*xdist_args, "--collect-only", "-q")
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines_random(["hello.spec::hello", "commented.spec::commented"])
+    result.stdout.fnmatch_lines_random(
+        [
+            "obuilder: not a spec, not collected: app.spec",
+            "obuilder: not a spec, not collected: rpm.spec",
+        ]
+    )
+    result.stdout.no_fnmatch_line("*ERROR*")
+    named = pytester.runpytest(*xdist_args, "--collect-only", "-q", "rpm.spec")
+    assert named.ret == pytest.ExitCode.USAGE_ERROR  # as `pytest README.md` is
+    named.stderr.fnmatch_lines(["ERROR: not found: *rpm.spec"])
+    assert named.outlines.count("obuilder: not a spec, not collected: rpm.spec") == 1
+
+
+def test_a_spec_missing_its_outer_parentheses_is_still_an_error(
+    pytester: pytest.Pytester, xdist_args: tuple[str, ...]
+) -> None:
+    pytester.makefile(".spec", bad="; a comment\n(from busybox)\n(run (shell ls))\n")
+    result = pytester.runpytest(*xdist_args, "--collect-only")
+    result.stdout.fnmatch_lines(["*ERROR collecting bad.spec*", "bad.spec:*:*: *"])
+
+
+def test_ini_paths_say_where_specs_are(
+    pytester: pytest.Pytester, xdist_args: tuple[str, ...]
+) -> None:
+    pytester.makeini("[pytest]\nobuilder_paths = ci\n")
+    pytester.makefile(".spec", outside=HELLO)
+    pytester.mkdir("ci")
+    (pytester.path / "ci" / "inside.spec").write_text(HELLO)
+    result = pytester.runpytest(*xdist_args, "--collect-only", "-q")
+    result.stdout.fnmatch_lines(["ci/inside.spec::inside", "1 test collected*"])
+    result.stdout.no_fnmatch_line("*outside*")
+
+
+def test_marks_for_python_functions_only_are_refused(
+    pytester: pytest.Pytester, xdist_args: tuple[str, ...]
+) -> None:
+    pytester.makefile(".spec", bad="; pytest: mark.parametrize('x', [1, 2])\n" + HELLO)
+    result = pytester.runpytest(*xdist_args, "--collect-only")
+    result.stdout.fnmatch_lines(
+        ["bad.spec:1:11: mark.parametrize cannot apply to a spec: it makes several calls*"]
+    )
+    pytester.makefile(
+        ".spec",
+        bad=HELLO.replace("(shell /bin/sh -c)", "(comment \"pytest: mark.usefixtures('db')\")"),
+    )
+    result = pytester.runpytest(*xdist_args, "--collect-only")
+    result.stdout.fnmatch_lines(["bad.spec:2:2: mark.usefixtures cannot apply to a spec*"])
+
+
+def test_an_unknown_mark_is_reported_at_the_spec_line(
+    pytester: pytest.Pytester, xdist_args: tuple[str, ...]
+) -> None:
+    pytester.makefile(".spec", hello="; a comment\n; pytest: mark.slwo\n" + HELLO)
+    result = pytester.runpytest(*xdist_args, "--collect-only")
+    result.stdout.fnmatch_lines(
+        ["  hello.spec:2: PytestUnknownMarkWarning: Unknown pytest.mark.slwo*"]
+    )
+    result.stdout.no_fnmatch_line("*markers.py*")
+    strict = pytester.runpytest(*xdist_args, "--collect-only", "--strict-markers")
+    strict.stdout.fnmatch_lines(["hello.spec:2:11: 'slwo' not found in `markers` configuration*"])

@@ -33,9 +33,17 @@ def test_rebuild_fails_the_non_deterministic_spec(
             'NOT deterministic at step /: (run (shell "echo $RANDOM$RANDOM > /random"))',
             "content (1):",
             "  /random: *",
-            "*FAILED random.spec::random*",
+            "",
+            "random.spec:4: not deterministic at step /: (run *): /random differs (content)",
+            "*FAILED random.spec::random - not deterministic at step /: (run *",
         ]
     )
+    junit = pytester.path / "junit.xml"
+    line = pytester.runpytest(
+        store, "-p", "no:cacheprovider", "--obuilder-rebuild", "--tb=line", f"--junitxml={junit}"
+    )
+    line.stdout.fnmatch_lines(["random.spec:4: not deterministic at step /: (run *): /random *"])
+    assert 'message="not deterministic at step /: (run (shell' in junit.read_text()
 
 
 def test_rebuild_ini_twin(pytester: pytest.Pytester, busybox_store: str) -> None:
