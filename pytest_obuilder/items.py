@@ -286,4 +286,13 @@ def _live_output(item: SpecItem) -> LiveOutput | None:
     where = (
         item.nodeid if verbosity > 0 else display_path(config, item.path) if verbosity == 0 else ""
     )
-    return LiveOutput(terminal, config, item.name, stream, f"{where} " if where else "")
+    progress = config.stash[session_key].settings.progress
+    return LiveOutput(
+        terminal,
+        config,
+        item.name,
+        stream,
+        f"{where} " if where else "",
+        in_place=progress == "auto" and bool(terminal.isatty()),
+        quiet=progress == "quiet",
+    )

@@ -19,6 +19,7 @@ from obuilder_core.builder import (
     parse_size,
     parse_store_spec,
 )
+from pytest_obuilder.progress import PROGRESS_MODES
 
 DEFAULT_LOG_LINES = 50
 DEFAULT_SPEC_FILES = ["*.spec"]
@@ -79,6 +80,12 @@ def add_options(parser: pytest.Parser) -> None:
         "ini: obuilder_log_lines",
     )
     group.addoption(
+        "--obuilder-progress",
+        choices=PROGRESS_MODES,
+        help="how a running step is shown: auto (a line rewritten in place on a terminal, "
+        "else plain), plain (a line now and then), quiet (none). ini: obuilder_progress",
+    )
+    group.addoption(
         "--obuilder-pids-limit",
         type=int,
         metavar="N",
@@ -115,6 +122,7 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("obuilder_no_cache", "run every step again", type="bool")
     parser.addini("obuilder_log_lines", "log lines shown for a failed step")
     parser.addini("obuilder_rebuild", "rebuild each step and compare (determinism)", type="bool")
+    parser.addini("obuilder_progress", "how a running step is shown: auto, plain or quiet")
     parser.addini("obuilder_pids_limit", "processes a step may have at once (-1: unlimited)")
     parser.addini("obuilder_memory", "memory a step may use, e.g. 512M")
     parser.addini("obuilder_step_timeout", "seconds a step may run, e.g. 600 or 10m")
@@ -135,6 +143,7 @@ class Settings:
     spec_paths: tuple[Path, ...] = ()
     rebuild: bool = False
     limits: Limits = DEFAULT_LIMITS
+    progress: str = "auto"
 
 
 def read_settings(config: pytest.Config) -> Settings:
@@ -164,6 +173,7 @@ def read_settings(config: pytest.Config) -> Settings:
         spec_paths=tuple(config.getini("obuilder_paths")),
         rebuild=_flag(config, "obuilder_rebuild"),
         limits=_limits(config),
+        progress=_progress(config),
     )
 
 
@@ -220,6 +230,13 @@ def _store(config: pytest.Config) -> str | None:
             where = "--obuilder-store" if option else "ini obuilder_store"
             raise pytest.UsageError(f"{where}: {e}") from None
     return store
+
+
+def _progress(config: pytest.Config) -> str:
+    mode = config.getoption("obuilder_progress") or config.getini("obuilder_progress") or "auto"
+    if mode not in PROGRESS_MODES:
+        raise pytest.UsageError(f"ini obuilder_progress: {mode!r} is not one of auto, plain, quiet")
+    return str(mode)
 
 
 def _path(value: str | None, base: Path) -> Path | None:

@@ -2,14 +2,18 @@
 while it is written.
 
 With `-s` (no capture) the log streams to the terminal as it arrives. Otherwise a step that is
-still running after SLOW_STEP seconds gets one line naming it, so a long build is never silent
-and a fast or cached one leaves the usual one-character-per-test output alone.
+still running after SLOW_STEP seconds gets a line naming it, so a long build is never silent
+and a fast or cached one leaves the usual one-character-per-test output alone. The line says
+how long the step has run: on a terminal it is rewritten in place every second; elsewhere
+(`--obuilder-progress=plain`, or output that is not a terminal) it is repeated every
+PLAIN_REPEAT seconds. `--obuilder-progress=quiet` shows none.
 """
 
 from __future__ import annotations
 
 import codecs
 import threading
+import time
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -22,6 +26,14 @@ if TYPE_CHECKING:  # the builder is imported only when a spec is built
     from obuilder_core.builder import LogEvent
 
 SLOW_STEP = 2.0  # seconds before a running step is announced
+PLAIN_REPEAT = 30.0  # seconds between the lines of a step that is still running, not in place
+PROGRESS_MODES = ("auto", "plain", "quiet")
+
+
+def _elapsed(seconds: float) -> str:
+    """`5s`, `1m05s`: how long a step has run."""
+    whole = int(seconds)
+    return f"{whole}s" if whole < 60 else f"{whole // 60}m{whole % 60:02d}s"
 
 
 class Terminal(Protocol):
@@ -75,12 +87,25 @@ class LiveOutput:
     """Shows a running build on the terminal: everything (`stream`) or slow steps only."""
 
     def __init__(
-        self, terminal: Terminal, config: pytest.Config, name: str, stream: bool, resume: str = ""
+        self,
+        terminal: Terminal,
+        config: pytest.Config,
+        name: str,
+        stream: bool,
+        resume: str = "",
+        *,
+        in_place: bool = False,
+        quiet: bool = False,
     ) -> None:
         """`resume`: what pytest had written on the test's line (`hello.spec `), written again
-        after a notice so that the result letter lands where pytest's output puts it."""
+        after a notice so that the result letter lands where pytest's output puts it;
+        `in_place`: rewrite the notice every second (a terminal); `quiet`: no notices."""
         self._terminal = terminal
         self._resume = resume
+        self._in_place = in_place
+        self._quiet = quiet
+        self._open_line = False  # an in-place notice is on the terminal's current line
+        self._resumed = False  # `resume` was written last: the line is pytest's again
         self._capman = config.pluginmanager.getplugin("capturemanager")
         self._name = name
         self._stream = stream
@@ -95,13 +120,10 @@ class LiveOutput:
         with self._lock:
             if self._stream:
                 self._show(event)
-            elif event.kind == "heading":  # a new step starts: the previous one is done
+            elif event.kind == "heading" and not self._quiet:  # the previous step is done
                 self._cancel_timer()
                 heading = event.data.decode("utf-8", errors="replace").strip()
-                args = (heading, self._step)
-                self._timer = threading.Timer(SLOW_STEP, self._announce, args)
-                self._timer.daemon = True
-                self._timer.start()
+                self._schedule(SLOW_STEP, heading, time.monotonic())
 
     def close(self) -> None:
         """Cancel a pending announcement; end a streamed log with a newline."""
@@ -123,21 +145,51 @@ class LiveOutput:
                 text = event.data.decode("utf-8", errors="replace").rstrip("\n")
                 self._terminal.write_line(text)
 
-    def _announce(self, heading: str, step: int) -> None:
+    def _schedule(self, delay: float, heading: str, started: float) -> None:
+        self._timer = threading.Timer(delay, self._announce, (heading, self._step, started))
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _announce(self, heading: str, step: int, started: float) -> None:
         with self._lock:
             if step != self._step:
                 return  # the step finished while this thread was waiting for the lock
             first_line = heading.splitlines()[0] if heading else heading
+            text = f"[{self._name}] running {first_line} ({_elapsed(time.monotonic() - started)})"
             with self._uncaptured():
-                self._terminal.ensure_newline()
-                self._terminal.write_line(f"[{self._name}] running {first_line}")
-                self._terminal.write(self._resume, flush=True)
+                if self._in_place:
+                    if not self._open_line:
+                        self._new_line()
+                    self._terminal.write(f"\r{text}\x1b[K", flush=True)
+                    self._open_line = True
+                else:
+                    self._new_line()
+                    self._terminal.write_line(text)
+                    self._write_resume()
+            self._schedule(1.0 if self._in_place else PLAIN_REPEAT, heading, started)
 
     def _cancel_timer(self) -> None:
         self._step += 1
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._open_line:  # end the in-place line; pytest's line goes on below it
+            with self._uncaptured():
+                self._terminal.write("\n")
+                self._write_resume()
+            self._open_line = False
+
+    def _new_line(self) -> None:
+        # pytest's ensure_newline ends only a line it began with a file name, once.
+        if self._resumed:
+            self._terminal.write("\n")
+        else:
+            self._terminal.ensure_newline()
+        self._resumed = False
+
+    def _write_resume(self) -> None:
+        self._terminal.write(self._resume, flush=True)
+        self._resumed = bool(self._resume)
 
     def _uncaptured(self) -> AbstractContextManager[object]:
         # Output captured at the file-descriptor level would otherwise swallow these lines.
