@@ -32,3 +32,10 @@ if [ ! -e "$stamp" ]; then
     rm -f .venv/.installed-*
     touch "$stamp"
 fi
+
+# Bytecode, written once here: this environment may set PYTHONDONTWRITEBYTECODE, and then every
+# `obuilder` and pytest process would compile the package again (a fully cached build took 250
+# ms instead of 160). Python still reads .pyc files it may not write, and recompiles (in memory)
+# only what changed since; this step is quick when nothing has.
+.venv/bin/python -m compileall -q -j 0 obuilder_core pytest_obuilder .venv/lib/python3*/site-packages \
+    >/dev/null || echo "setup: some files could not be compiled; they compile when imported" >&2
