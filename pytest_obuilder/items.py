@@ -186,10 +186,13 @@ class SpecItem(pytest.Item):
         if result.divergence is not None:
             d = result.divergence
             raise NotDeterministic(format_report(result), d.summary(), d.pos)
-        if result.failure is not None:
-            f = result.failure
-            summary = f"error at step {f.heading.splitlines()[0]}: {f.message}"
-            raise NotDeterministic(format_report(result), summary, f.pos)
+        for failed, what in (
+            (result.rebuild_failed, "not deterministic"),
+            (result.failure, "error"),
+        ):
+            if failed is not None:
+                summary = f"{what} at step {failed.heading.splitlines()[0]}: {failed.message}"
+                raise NotDeterministic(format_report(result), summary, failed.pos)
 
     def repr_failure(
         self,

@@ -517,12 +517,14 @@ class Builder:
         config: RunConfig | None = None,
         sandbox: Sandbox | None = None,
         cancel: threading.Event | None = None,
+        log: Emit | None = None,
     ) -> None:
         """Execute `step` (of a BuildResult) again on its parent, never from the cache, and
         commit it as `scratch_id` (which must not exist; it is not indexed: the caller
         deletes it with `store.delete`). `config` replaces a run step's command config and
-        `sandbox` the builder's sandbox for it (e.g. to vary its environment). Raises
-        ObuilderError if the step fails or cannot be run again (a base image)."""
+        `sandbox` the builder's sandbox for it (e.g. to vary its environment); `log` gets
+        its output too. Raises ObuilderError if the step fails (StepFailed when its command
+        does) or cannot be run again (a base image)."""
         plan, parent = step.plan, step.parent
         if plan is None or parent is None:
             raise ObuilderError(f"step {_quote(step.heading)} cannot be executed again")
@@ -536,6 +538,8 @@ class Builder:
 
                 def write(data: bytes) -> None:
                     saved.write(data)
+                    if log is not None:
+                        log(data)
 
                 fill(tmp, write, stop)
 

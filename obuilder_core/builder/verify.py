@@ -24,7 +24,8 @@ from obuilder_core.builder.result import BuildFailure, LogEvent, StepRecord
 from obuilder_core.builder.tree_diff import TreeDiff, compare_trees, content_detail
 from obuilder_core.errors import ObuilderError
 from obuilder_core.keys import scratch_id
-from obuilder_core.sandbox import RunConfig
+from obuilder_core.log import Tail
+from obuilder_core.sandbox import RunConfig, StepFailed
 from obuilder_core.sandbox.disorder import DisorderedSandbox, disorderfs_missing
 from obuilder_core.spec.model import Pos, Spec
 from obuilder_core.stat_cache import StatCache
@@ -101,8 +102,10 @@ class Divergence:
 
 @dataclass(frozen=True)
 class VerifyResult:
-    """The outcome: `failure` if the build (or a rebuild) failed, `divergence` if a step
-    differs, neither if every step was the same. `checked` counts the steps compared."""
+    """The outcome: `failure` if the build failed or a rebuild could not be done (an error),
+    `divergence` if a step's rebuild differs, `rebuild_failed` if a step's command failed
+    when rebuilt (a finding, with the rebuild's log tail), none of them if every step was the
+    same. `checked` counts the steps compared."""
 
     spec_name: str
     vary: tuple[str, ...]
@@ -110,13 +113,15 @@ class VerifyResult:
     divergence: Divergence | None
     failure: BuildFailure | None
     notes: tuple[str, ...] = ()
+    rebuild_failed: BuildFailure | None = None
 
     @property
     def exit_code(self) -> int:
-        """0 same, 1 different, 2 error (like diffoscope)."""
+        """0 same, 1 different (or failed only when rebuilt), 2 error (like diffoscope)."""
         if self.failure is not None:
             return EXIT_ERROR
-        return EXIT_DIFFERENT if self.divergence is not None else EXIT_SAME
+        found = self.divergence is not None or self.rebuild_failed is not None
+        return EXIT_DIFFERENT if found else EXIT_SAME
 
 
 def varied_config(config: RunConfig, vary: tuple[str, ...], rootfs: Path) -> RunConfig:
@@ -181,6 +186,7 @@ class _Checker:
         self.checked = 0
         self.divergence: Divergence | None = None
         self.failure: BuildFailure | None = None
+        self.rebuild_failed: BuildFailure | None = None
         self.notes: list[str] = []
 
     def check(self, step: StepRecord) -> bool:
@@ -211,12 +217,24 @@ class _Checker:
         if "fileorder" in self.vary and run is not None:
             sandbox = DisorderedSandbox(self.builder.sandbox)
         keep = False
+        output = Tail()  # the rebuild's, for its report if its command fails
         try:
             try:
                 with _one_cpu(cpus):
                     self.builder.rerun(
-                        step, scratch, config=config, sandbox=sandbox, cancel=self.cancel
+                        step,
+                        scratch,
+                        config=config,
+                        sandbox=sandbox,
+                        cancel=self.cancel,
+                        log=output.write,
                     )
+            except StepFailed as e:  # it succeeded the first time: a finding, not an error
+                message = f"failed when rebuilt: {e}"
+                self.rebuild_failed = BuildFailure(
+                    step.heading, message, output.bytes(), pos=step.pos
+                )
+                return False
             except ObuilderError as e:
                 self.failure = BuildFailure(step.heading, f"rebuild failed: {e}", b"", pos=step.pos)
                 return False
@@ -282,9 +300,14 @@ def verify(
                 if step.plan is not None and not checker.check(step):
                     break
     return VerifyResult(
-        spec_name, vary, checked=checker.checked, divergence=checker.divergence,
-        failure=checker.failure, notes=tuple(checker.notes),
-    )  # fmt: skip
+        spec_name,
+        vary,
+        checked=checker.checked,
+        divergence=checker.divergence,
+        failure=checker.failure,
+        notes=tuple(checker.notes),
+        rebuild_failed=checker.rebuild_failed,
+    )
 
 
 def _available(vary: tuple[str, ...]) -> tuple[tuple[str, ...], list[str]]:
@@ -299,6 +322,10 @@ def _available(vary: tuple[str, ...]) -> tuple[tuple[str, ...], list[str]]:
     return tuple(v for v in vary if v != "fileorder"), [f"fileorder not varied: {why}"]
 
 
+REBUILD_LOG_LINES = 20
+"""Lines of a failed rebuild's log that the report shows."""
+
+
 def format_report(result: VerifyResult, *, show_same: bool = True) -> str:
     """The human report: spec, divergent step, grouped paths, diffs, a diffoscope command."""
     vary = ", ".join(result.vary) or "none"
@@ -306,6 +333,14 @@ def format_report(result: VerifyResult, *, show_same: bool = True) -> str:
     lines += [f"note: {n}" for n in result.notes]
     if result.failure is not None:
         lines.append(f"error at step {result.failure.heading}: {result.failure.message}")
+        return "\n".join(lines)
+    if result.rebuild_failed is not None:
+        failed = result.rebuild_failed
+        lines.append(f"NOT deterministic at step {failed.heading}: {failed.message}")
+        tail = failed.log.decode("utf-8", errors="replace").splitlines()[-REBUILD_LOG_LINES:]
+        if tail:
+            lines.append(f"---- last {len(tail)} log lines of the rebuild ----")
+            lines += tail
         return "\n".join(lines)
     d = result.divergence
     if d is None:

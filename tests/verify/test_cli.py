@@ -68,3 +68,16 @@ def test_errors_exit_2(
     code = run_verify(verify_builder, tmp_path, context, "true", "--vary", "bogus")
     assert code == 2
     assert "unknown variation 'bogus'" in capsys.readouterr().err
+
+
+def test_a_step_failing_only_when_rebuilt_is_a_finding_exit_1(
+    verify_builder: Builder, tmp_path: Path, context: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The rebuild runs with TZ=VRF-14 (the tz variation): this step fails there, and only there.
+    cmd = 'echo TZ is $TZ; test \\"$TZ\\" != VRF-14'
+    code = run_verify(verify_builder, tmp_path, context, cmd, "--vary", "tz")
+    out = capsys.readouterr().out
+    assert code == 1, out
+    assert "NOT deterministic at step /: (run (shell" in out
+    assert 'failed when rebuilt: "/bin/sh" "-c" ' in out and "failed with exit status 1" in out
+    assert out.splitlines()[-2:] == ["---- last 1 log lines of the rebuild ----", "TZ is VRF-14"]

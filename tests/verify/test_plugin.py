@@ -52,3 +52,22 @@ def test_rebuild_ini_twin(pytester: pytest.Pytester, busybox_store: str) -> None
     result = pytester.runpytest(f"--obuilder-store={busybox_store}", "-p", "no:cacheprovider")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["NOT deterministic at step *"])
+
+
+def test_a_step_failing_only_when_rebuilt_fails_the_spec_with_its_log(
+    pytester: pytest.Pytester, busybox_store: str
+) -> None:
+    step = '(run (shell "echo TZ=$TZ; test \\"$TZ\\" != VRF-14"))'  # fails under the tz variation
+    pytester.makefile(".spec", tz=f"((from busybox) (shell /bin/sh -c)\n {step})\n")
+    result = pytester.runpytest(f"--obuilder-store={busybox_store}", "--obuilder-rebuild")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "NOT deterministic at step /: (run *: failed when rebuilt: *exit status 1",
+            "---- last 1 log lines of the rebuild ----",
+            "TZ=VRF-14",
+            "",
+            "tz.spec:2: not deterministic at step /: (run *: failed when rebuilt: *",
+            "FAILED tz.spec::tz - not deterministic at step /: (run *",
+        ]
+    )
