@@ -13,6 +13,7 @@ import difflib
 import os
 import stat
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from obuilder_core.errors import ObuilderError
@@ -20,8 +21,8 @@ from obuilder_core.manifest import DEFAULT_ALGORITHM, hash_file
 from obuilder_core.stat_cache import StatCache
 
 #: Difference kinds, in report order.
-KINDS = ("only in A", "only in B", "type", "content", "mode", "owner", "link target", "xattrs",
-         "mtime")  # fmt: skip
+KINDS = ("only in A", "only in B", "type", "content", "device", "hard links", "mode", "owner",
+         "link target", "xattrs", "mtime")  # fmt: skip
 TEXT_DIFF_LIMIT = 64 * 1024
 """Files up to this size that decode as UTF-8 get a unified diff in the report."""
 DIFF_LINES = 40
@@ -148,7 +149,8 @@ def compare_trees(
     a: Path, b: Path, *, check_mtimes: bool = False, stat_cache: StatCache | None = None
 ) -> TreeDiff:
     """Compare trees `a` and `b`: set of paths, type, mode, owner, size and content (xxh3),
-    symlink target, xattrs, and mtimes if `check_mtimes` (directories' too). The roots' own
+    device numbers, hard-link structure, symlink target, xattrs (file capabilities among
+    them), and mtimes if `check_mtimes` (directories' too). The roots' own
     metadata is compared as path '.'. Raises CompareError if a tree cannot be read.
     """
     ta, tb = _walk(a), _walk(b)
@@ -156,12 +158,18 @@ def compare_trees(
     diffs = [Difference("only in A", p) for p in ta.keys() - tb.keys()]
     diffs += [Difference("only in B", p) for p in tb.keys() - ta.keys()]
     to_hash: list[tuple[str, os.stat_result, os.stat_result]] = []
+    links_a, links_b = _hard_links(ta), _hard_links(tb)
     for rel in ta.keys() & tb.keys():
         x, y = ta[rel], tb[rel]
         if _type(x) != _type(y):
             diffs.append(Difference("type", rel, _type(x), _type(y)))
             continue
         diffs += _meta(a, b, rel, x, y, check_mtimes)
+        if (stat.S_ISCHR(x.st_mode) or stat.S_ISBLK(x.st_mode)) and x.st_rdev != y.st_rdev:
+            diffs.append(Difference("device", rel, _device(x), _device(y)))
+        if links_a.get(rel, ()) != links_b.get(rel, ()):
+            others_a, others_b = links_a.get(rel, ()), links_b.get(rel, ())
+            diffs.append(Difference("hard links", rel, _names(others_a), _names(others_b)))
         if stat.S_ISREG(x.st_mode):
             if x.st_size != y.st_size:
                 diffs.append(Difference("content", rel, f"{x.st_size} bytes", f"{y.st_size} bytes"))
@@ -177,6 +185,35 @@ def compare_trees(
             diffs.append(Difference("content", rel, da[rel][:16], db[rel][:16]))
     diffs.sort(key=lambda d: (KINDS.index(d.kind), d.path))
     return TreeDiff(a, b, tuple(diffs))
+
+
+def _hard_links(tree: dict[str, os.stat_result]) -> dict[str, tuple[str, ...]]:
+    """For each non-directory path with more than one link: the other paths of the tree that
+    are the same inode (`ln` and `cp` give equal contents but not the same tree)."""
+    by_inode: dict[tuple[int, int], list[str]] = {}
+    for rel, st in tree.items():
+        if st.st_nlink > 1 and not stat.S_ISDIR(st.st_mode):
+            by_inode.setdefault((st.st_dev, st.st_ino), []).append(rel)
+    return {
+        rel: tuple(sorted(p for p in paths if p != rel))
+        for paths in by_inode.values()
+        for rel in paths
+    }
+
+
+def _names(paths: tuple[str, ...]) -> str:
+    return ", ".join(f"/{p}" for p in paths) or "(none)"
+
+
+def _device(st: os.stat_result) -> str:
+    return f"{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}"
+
+
+def iso_time(ns: int) -> str:
+    """`2026-12-01T10:20:30.123456789Z`: a timestamp in nanoseconds, readable."""
+    whole, frac = divmod(ns, 1_000_000_000)
+    when = datetime.fromtimestamp(whole, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{when}.{frac:09d}Z"
 
 
 def _meta(
@@ -199,7 +236,7 @@ def _meta(
         out.append(Difference("xattrs", rel, ", ".join(n for n in names if n in xa),
                               ", ".join(n for n in names if n in xb)))  # fmt: skip
     if check_mtimes and x.st_mtime_ns != y.st_mtime_ns and not stat.S_ISLNK(x.st_mode):
-        out.append(Difference("mtime", rel, str(x.st_mtime_ns), str(y.st_mtime_ns)))
+        out.append(Difference("mtime", rel, iso_time(x.st_mtime_ns), iso_time(y.st_mtime_ns)))
     return out
 
 

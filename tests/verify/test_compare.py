@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
+import stat
 from pathlib import Path
 
 import pytest
@@ -66,6 +68,47 @@ def test_owner_and_type(trees: tuple[Path, Path]) -> None:
     assert [(d.kind, d.path, d.a, d.b) for d in diff.differences] == [
         ("type", "etc/conf", "file", "directory"),
         ("owner", "bin.dat", "0:0", "1234:5678"),
+    ]
+
+
+def test_mtimes_are_shown_as_iso_times(trees: tuple[Path, Path]) -> None:
+    a, b = trees
+    os.utime(b / "etc" / "conf", ns=(0, 1_700_000_000_123456789))
+    os.utime(a / "etc" / "conf", ns=(0, 1_700_000_000_000000000))
+    (diff,) = compare_trees(a, b, check_mtimes=True).differences
+    assert (diff.a, diff.b) == ("2023-11-14T22:13:20.000000000Z", "2023-11-14T22:13:20.123456789Z")
+
+
+def test_hard_link_structure_is_compared(trees: tuple[Path, Path]) -> None:
+    a, b = trees
+    os.link(a / "etc" / "conf", a / "conf-link")  # ln in A, cp -p in B: same bytes, not a link
+    shutil.copy2(b / "etc" / "conf", b / "conf-link")
+    diff = compare_trees(a, b)
+    assert [(d.kind, d.path, d.a, d.b) for d in diff.differences] == [
+        ("hard links", "conf-link", "/etc/conf", "(none)"),
+        ("hard links", "etc/conf", "/conf-link", "(none)"),
+    ]
+    os.unlink(b / "conf-link")
+    os.link(b / "etc" / "conf", b / "conf-link")  # the same structure: the same tree
+    assert compare_trees(a, b).same
+
+
+def test_device_numbers_fifos_and_sockets(trees: tuple[Path, Path]) -> None:
+    a, b = trees
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mknod")
+    os.mknod(a / "null", 0o666 | stat.S_IFCHR, os.makedev(1, 1))
+    os.mknod(b / "null", 0o666 | stat.S_IFCHR, os.makedev(1, 2))
+    os.mkfifo(a / "pipe")
+    (b / "pipe").write_text("")
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(a / "sock"))
+    os.mkfifo(b / "sock")
+    diff = compare_trees(a, b)
+    assert [(d.kind, d.path, d.a, d.b) for d in diff.differences] == [
+        ("type", "pipe", "fifo", "file"),
+        ("type", "sock", "socket", "fifo"),
+        ("device", "null", "1:1", "1:2"),
     ]
 
 

@@ -105,3 +105,23 @@ def test_failing_step_is_an_error(verify_builder: Builder, context: Path) -> Non
     result = check(verify_builder, context, '(run (shell "exit 4"))')
     assert result.exit_code == 2
     assert "failed with exit status 4" in format_report(result)
+
+
+def test_link_structure_and_device_numbers_are_compared(
+    verify_builder: Builder, context: Path
+) -> None:
+    # The same bytes either way: only the tree's structure tells the builds apart.
+    link = (
+        '(run (shell "echo x > /a; if [ $(hostname) = builder ];'
+        ' then ln /a /b; else cp -p /a /b; fi"))'
+    )
+    result = check(verify_builder, context, link, vary="hostname")
+    assert result.divergence is not None, format_report(result)
+    found = [(x.kind, x.path) for x in result.divergence.diff.differences]
+    assert found == [("hard links", "a"), ("hard links", "b")]
+    device = '(run (shell "[ $(hostname) = builder ] && n=1 || n=2; mknod /dev-x c 1 $n"))'
+    result = check(verify_builder, context, device, vary="hostname")
+    assert result.divergence is not None, format_report(result)
+    assert [(x.kind, x.path, x.a, x.b) for x in result.divergence.diff.differences] == [
+        ("device", "dev-x", "1:1", "1:2")
+    ]
