@@ -260,13 +260,16 @@ def test_progress_lines_and_live_output(pytester: pytest.Pytester, busybox_store
         store_root = Path(busybox_store.partition(":")[2])
         for tmp in store_root.glob("result-tmp/*/rootfs/tmp"):
             (tmp / "go").touch()
-        rest, _ = proc.communicate(timeout=120)
+        # Through the same buffered reader: communicate() would read the pipe past what
+        # readline has already buffered, and lose it.
+        rest = proc.stdout.read()
+        proc.wait(timeout=120)
     finally:
         proc.kill()
         proc.wait()
     assert proc.returncode == 0, rest
     assert "woke up" not in rest  # without -s, output is not streamed
-    assert rest.splitlines()[0].startswith("slow.spec .")  # the result on the spec's line
+    assert rest.splitlines()[0].startswith("slow.spec ."), rest  # the result on its line
     live = _run(pytester, busybox_store, "-s")  # cached now: the log is replayed, live
     live.stdout.fnmatch_lines(["slow.spec ", "(from busybox)", "*", "woke up", "*", "."])
 
