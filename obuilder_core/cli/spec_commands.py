@@ -19,7 +19,7 @@ from obuilder_core.cli import (
     exit_code_for,
     read_input_file,
 )
-from obuilder_core.spec import check_spec, parse_spec, print_spec
+from obuilder_core.spec import check_spec, format_spec, parse_spec
 from obuilder_core.spec.docker import dockerfile
 
 log = logging.getLogger(__name__)
@@ -71,22 +71,27 @@ def register(subparsers: Any) -> None:
 
 
 def cmd_dockerfile(args: argparse.Namespace) -> int:
-    """`obuilder dockerfile -f SPEC`: print the Dockerfile."""
+    """`obuilder dockerfile -f SPEC`: print the Dockerfile.
+
+    As OBuilder's command (`print_endline` of the converted text), the output ends with an
+    empty line.
+    """
     spec = parse_spec(read_input_file(args.spec), args.spec)
-    sys.stdout.write(dockerfile(spec, buildkit=args.buildkit, escape=args.escape))
+    sys.stdout.write(dockerfile(spec, buildkit=args.buildkit, escape=args.escape) + "\n")
     return EXIT_OK
 
 
 def cmd_fmt(args: argparse.Namespace) -> int:
     """`obuilder fmt SPEC...`: print, check (`--check`) or rewrite (`--write`) canonical forms.
 
+    Comments are kept (`format_spec`), so a commented spec in canonical form passes `--check`.
     Every file is processed even after an error; a bad file makes the exit status 2.
     """
     status = EXIT_OK
     for path in args.specs:
         try:
             data = read_input_file(path)
-            canonical = print_spec(parse_spec(data, path))
+            canonical = format_spec(data, path)
         except ObuilderError as e:
             print(error_line(e), file=sys.stderr)
             status = max(status, exit_code_for(e))

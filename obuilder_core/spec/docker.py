@@ -145,12 +145,28 @@ class _Converter:
 
     def flag_value(self, value: str, what: str, pos: Pos | None) -> str:
         if not _FLAG_VALUE.match(value) or self.esc in value:
-            raise self.fail(
-                pos,
-                f"{what} {_q(value)} cannot be written in a Dockerfile flag "
-                "(use letters, digits and /._:@+-)",
-            )
+            raise self.flag_error(value, what, pos)
         return value
+
+    def flag_error(self, value: str, what: str, pos: Pos | None) -> DockerfileError:
+        return self.fail(
+            pos,
+            f"{what} {_q(value)} cannot be written in a Dockerfile flag "
+            "(use letters, digits and /._:@+-)",
+        )
+
+    def mount_value(self, value: str, what: str, pos: Pos | None) -> str:
+        """`value` written inside `--mount=`, backslashes included (`c:\\opam\\cache`).
+
+        A backslash goes through two readers: BuildKit's flag parser takes it as an escape
+        whatever the escape directive says, and then the mount's values are expanded with
+        the Dockerfile's escape character. So each one is written twice with the Windows
+        escape (a backtick) and four times with the Unix one (where it is the escape).
+        """
+        others = value.replace("\\", "_")  # every other character as in any flag
+        if not _FLAG_VALUE.match(others) or self.esc in others:
+            raise self.flag_error(value, what, pos)
+        return value.replace("\\", "\\" * (2 if self.windows else 4))
 
     # --- stages ------------------------------------------------------------------------
 
@@ -229,9 +245,8 @@ class _Converter:
             if not _OPTION_KEY.match(key) or key.lower() in _FIXED_MOUNT_KEYS:
                 raise self.fail(m.pos or pos, f"buildkit option {_q(key)} is not allowed")
             opts.append((key, value))
-        for key, value in opts:
-            self.flag_value(value, f"{kind} mount {key}", m.pos or pos)
-        return "--mount=" + ",".join(f"{k}={v}" for k, v in opts) + " "
+        written = [(k, self.mount_value(v, f"{kind} mount {k}", m.pos or pos)) for k, v in opts]
+        return "--mount=" + ",".join(f"{k}={v}" for k, v in written) + " "
 
     def run(self, op: Run, user: User) -> None:
         mounts = ""
@@ -297,7 +312,12 @@ class _Converter:
 
 
 def _chown(user: User, windows: bool) -> str | None:
-    """The reference's `--chown` rule: none for root, `U:G`, or a name on Unix only."""
+    """The owner of copied files: none for root, else `U:G`, or the name on Unix.
+
+    The reference writes no `--chown` for a named user: its copy step leaves such files
+    owned by root. Ours makes them the user's (the tar entries carry the name), and the
+    Dockerfile says the same; Windows containers take no `--chown`.
+    """
     if user in (ROOT, WINDOWS_ROOT):
         return None
     if isinstance(user, UnixUser):

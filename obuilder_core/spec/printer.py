@@ -7,10 +7,18 @@ Layout (OCaml Format boxes emulated directly):
 - `(copy ...)` stays on one line if it ends within MARGIN columns, else one field per line;
 - every other form is printed on one line; atoms are quoted sexplib-style when needed, and a
   string with inner newlines is split into `\\`-continued lines aligned on its opening quote.
+
+Given the comments of the text a spec was parsed from (`comments.py`), each is printed next to
+the form it was written next to: on its own lines above it, at the end of the line where it
+ends, or before a closing `)`, which then gets a line of its own.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from obuilder_core.spec.comments import BUILD_NAME, BUILD_SPEC, Comments, Key, key_of
+from obuilder_core.spec.layout import SourceComment
 from obuilder_core.spec.model import (
     Cache,
     Comment,
@@ -108,39 +116,58 @@ def op_to_sexp(op: Op) -> SList:
             name, args = "env", _atoms(key, value)
         case _:
             raise TypeError(f"not a spec operation: {op!r}")
-    return SList((Atom(name), *args))
+    return SList((Atom(name), *args), op.pos)
 
 
 def spec_to_sexp(spec: Spec) -> SList:
-    """The S-expression of a spec: `(build ...)` stages, `(from IMAGE)`, then the operations."""
+    """The S-expression of a spec: `(build ...)` stages, `(from IMAGE)`, then the operations.
+
+    Lists keep the position of the form they were parsed from, where the printer looks up
+    the comments written next to them.
+    """
     items: list[Sexp] = [
-        SList((Atom("build"), Atom(child.name), spec_to_sexp(child.spec)))
+        SList((Atom("build"), Atom(child.name), spec_to_sexp(child.spec)), child.pos)
         for child in spec.child_builds
     ]
-    items.append(_field("from", spec.from_))
+    items.append(SList((Atom("from"), Atom(spec.from_)), spec.from_pos))
     items += [op_to_sexp(op) for op in spec.ops]
-    return SList(tuple(items))
+    return SList(tuple(items), spec.pos)
 
 
 # --- layout --------------------------------------------------------------------------------
 
 
 class _Out:
-    """Text being laid out, with the current column."""
+    """Text being laid out, with the current column, and the comments that end the line
+    being written (they are written at the next line break, after any closing parens)."""
 
     def __init__(self, col: int = 0) -> None:
         self.parts: list[str] = []
         self.col = col
+        self.pending: list[SourceComment] = []
 
     def write(self, s: str) -> None:
         self.parts.append(s)
         self.col += len(s)
 
+    def trail(self, comments: Sequence[SourceComment]) -> None:
+        self.pending += comments
+
+    def end_line(self, indent: int) -> None:
+        """Write the pending comments at the end of the line. A `;` comment runs to the end
+        of its line, so whatever follows one goes on a line of its own at `indent`."""
+        for i, c in enumerate(self.pending):
+            ended = i > 0 and self.pending[i - 1].ends_line
+            self.parts.append(("\n" + " " * indent if ended else " ") + c.text)
+        self.pending = []
+
     def newline(self, indent: int) -> None:
+        self.end_line(indent)
         self.parts.append("\n" + " " * indent)
         self.col = indent
 
     def text(self) -> str:
+        self.end_line(0)
         return "".join(self.parts)
 
 
@@ -190,58 +217,133 @@ def _has_multiline_atom(form: Sexp) -> bool:
     return False
 
 
-def _write_item(out: _Out, form: Sexp) -> None:
-    """One spec item: a child build, an op with its special layout, or a one-line form."""
-    name = head(form)
-    if not isinstance(form, SList) or name not in ("build", "run", "copy"):
-        _write_one_line(out, form)
-    elif name == "build":
-        out.write("(build ")
+class _Printer:
+    """Lays out spec forms, with the source's comments where `Comments` places them."""
+
+    def __init__(self, out: _Out, comments: Comments) -> None:
+        self.out = out
+        self.comments = comments
+
+    def own_lines(self, comments: Sequence[SourceComment], col: int, first: bool) -> None:
+        """Each comment on its own line at `col`, then a line break to `col` for what follows.
+        Comments above the `first` item of a list start on the line after its `(`."""
+        if first and comments:
+            self.out.newline(col)
+        for c in comments:
+            self.out.write(c.text)
+            self.out.newline(col)
+
+    def close(self, closing: Sequence[SourceComment], inner_col: int, open_col: int) -> None:
+        """The `)` of a list, after its closing comments (each on a line at `inner_col`):
+        after a comment the `)` needs a line of its own, at the column of the `(`."""
+        for c in closing:
+            self.out.newline(inner_col)
+            self.out.write(c.text)
+        if closing:
+            self.out.newline(open_col)
+        self.out.write(")")
+
+    def items(self, spec: SList, *, top: bool = False) -> None:
+        """A spec list: one item per line; the top-level spec closes on a line of its own."""
+        out = self.out
+        open_col = out.col
+        out.write("(")
         col = out.col
-        _write_one_line(out, form.items[1])
-        out.newline(col)
-        child = form.items[2]
-        assert isinstance(child, SList)  # spec_to_sexp builds (build NAME (SPEC...))
-        _write_items(out, child)
-        out.write(")")
-    else:
-        out.write(f"({name} ")
-        col = out.col
-        fields = form.items[1:]
-        vertical = name == "run" or not _fits(out, fields)
-        for i, f in enumerate(fields):
+        for i, item in enumerate(spec.items):
             if i:
-                if vertical:
-                    out.newline(col)
-                else:
-                    out.write(" ")
+                out.newline(col)
+            self.item(item, col, first=i == 0)
+        closing = self.comments.at(self.comments.closing, key_of(spec.pos))
+        if top and not closing:
+            out.newline(open_col)
+        self.close(closing, col, open_col)
+
+    def item(self, form: Sexp, col: int, first: bool = False) -> None:
+        """One spec item: a child build, an op with its special layout, or a one-line form."""
+        out = self.out
+        k = key_of(form.pos)
+        name = head(form)
+        before = self.comments.at(self.comments.before, k)
+        if not isinstance(form, SList) or name not in ("build", "run", "copy"):
+            self.own_lines(before, col, first)
+            _write_one_line(out, form)
+        elif name == "build":
+            self.own_lines(before, col, first)
+            out.write("(build ")
+            name_col = out.col
+            _write_one_line(out, form.items[1])
+            out.trail(self.comments.at(self.comments.after, _with_field(k, BUILD_NAME)))
+            out.newline(name_col)
+            self.own_lines(
+                self.comments.at(self.comments.before, _with_field(k, BUILD_SPEC)), name_col, False
+            )
+            child = form.items[2]
+            assert isinstance(child, SList)  # spec_to_sexp builds (build NAME (SPEC...))
+            self.items(child)
+            out.write(")")
+        else:
+            fields = form.items[1:]
+            vertical = name == "run" or not _fits_after(out, f"({name} ", fields)
+            if not vertical:  # no line for a field's comments: they go above the operation
+                before = sorted([*before, *self.comments.at(self.comments.inside, k)], key=_start)
+            self.own_lines(before, col, first)
+            self.record(name, fields, vertical, k)
+        out.trail(self.comments.at(self.comments.after, k))
+
+    def record(self, name: str, fields: tuple[Sexp, ...], vertical: bool, k: Key | None) -> None:
+        """`(run ...)` or `(copy ...)`: fields on one line, or one per line with comments."""
+        out = self.out
+        open_col = out.col
+        out.write(f"({name}")
+        col = out.col + 1
+        for i, f in enumerate(fields):
+            fk = _with_field(k, head(f) or "") if vertical else None
+            before = self.comments.at(self.comments.before, fk)
+            if (i and vertical) or before:
+                out.newline(col)  # comments above the first field start on the next line
+            else:
+                out.write(" ")
+            self.own_lines(before, col, False)
             _write_one_line(out, f)
-        out.write(")")
+            out.trail(self.comments.at(self.comments.after, fk))
+        self.close(self.comments.at(self.comments.closing, k) if vertical else [], col, open_col)
 
 
-def _write_items(out: _Out, spec: SList) -> None:
-    out.write("(")
-    col = out.col
-    for i, item in enumerate(spec.items):
-        if i:
-            out.newline(col)
-        _write_item(out, item)
-    out.write(")")
+def _with_field(k: Key | None, field_name: str) -> Key | None:
+    return None if k is None else (k[0], k[1], field_name)
 
 
-def print_spec(spec: Spec) -> str:
-    """The canonical text of `spec` (OBuilder's `Spec.pp` layout), ending with a newline."""
+def _start(c: SourceComment) -> int:
+    return c.start
+
+
+def _fits_after(out: _Out, prefix: str, fields: tuple[Sexp, ...]) -> bool:
+    """Whether `fields` fit on one line after `prefix` written at the current column."""
+    probe = _Out(out.col + len(prefix))
+    return _fits(probe, fields)
+
+
+def _header(lines: Sequence[str]) -> str:
+    return "".join(line + "\n" for line in lines)
+
+
+def print_spec(spec: Spec, comments: Comments | None = None) -> str:
+    """The canonical text of `spec` (OBuilder's `Spec.pp` layout), ending with a newline.
+
+    With the `comments` of the text `spec` was parsed from, they are printed too, each next
+    to the form it was written next to (see `comments.py`).
+    """
+    comments = comments or Comments()
     out = _Out()
-    _write_items(out, spec_to_sexp(spec))
-    # Spec.pp's closing paren sits alone on the last line; nested specs close inline.
-    parts = out.text()
-    return parts[:-1] + "\n)\n"
+    _Printer(out, comments).items(spec_to_sexp(spec), top=True)
+    out.trail(comments.trailer)
+    return _header(comments.header) + out.text() + "\n" + _header(comments.footer)
 
 
 def print_op(op: Op, col: int = 0) -> str:
     """One operation in the canonical layout, as if printed starting at column `col`."""
     out = _Out(col)
-    _write_item(out, op_to_sexp(op))
+    _Printer(out, Comments()).item(op_to_sexp(op), col)
     return out.text()
 
 

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from obuilder_core.spec.errors import SpecError, clip
+from obuilder_core.spec.layout import guess_unclosed
 from obuilder_core.spec.model import Pos
 
 # A real spec nests about 8 deep per stage; this leaves room for dozens of nested stages.
@@ -408,10 +409,24 @@ class _Reader:
                 self.skip_blanks_and_comments()
             i = self.i
         if len(frames) > 1:
-            raise self.error(frames[-1].start, "this '(' is never closed", "add the missing ')'")
+            raise self.unclosed_error(frames[-1].start)
         if frames[0].skips:
             raise self.error(frames[0].skips[-1], "'#;' comments out nothing before the end")
         return frames[0].items  # type: ignore[return-value]  # the top level is never lazy
+
+    def unclosed_error(self, innermost: int) -> SpecError:
+        """The error for lists left open at the end: at the `(` that indentation says was
+        left open (`guess_unclosed`), which a missing `)` deep in a spec makes the outermost
+        one only when read literally."""
+        guess = guess_unclosed(self.text)
+        if guess is None or guess.dedent_line is None:
+            return self.error(innermost, "this '(' is never closed", "add the missing ')'")
+        return self.error(
+            guess.offset,
+            f"this '(' is probably never closed: line {guess.dedent_line} is indented "
+            "as if the form had ended",
+            "add the missing ')'",
+        )
 
     def _plain_atoms(self, frame: _Frame, start: int, chunk: str, after: str) -> int | None:
         """Add the plain atoms of `chunk` (text at offset `start` without parentheses, quotes

@@ -58,16 +58,17 @@ def example(tmp_path: Path) -> Path:
 
 
 def test_dockerfile_buildkit_matches_the_reference(capsys, example: Path) -> None:
+    # OBuilder's command prints the converted text with print_endline: one more empty line.
     assert run(capsys, "dockerfile", "-f", str(example), "--buildkit") == (
         0,
-        EXAMPLE_BUILDKIT_UNIX,
+        EXAMPLE_BUILDKIT_UNIX + "\n",
         "",
     )
 
 
 def test_dockerfile_windows_escape(capsys, example: Path) -> None:
     code, out, _ = run(capsys, "dockerfile", "--escape", "windows", "-f", str(example))
-    assert (code, out) == (0, EXAMPLE_PLAIN_WINDOWS)
+    assert (code, out) == (0, EXAMPLE_PLAIN_WINDOWS + "\n")
 
 
 def test_dockerfile_unrepresentable_value_is_one_line_exit_2(capsys, tmp_path: Path) -> None:
@@ -246,7 +247,7 @@ def _subprocess(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 def test_console_script_end_to_end(tmp_path: Path, example: Path) -> None:
     assert OBUILDER.exists(), f"console script not installed at {OBUILDER}"
     proc = _subprocess(str(OBUILDER), "dockerfile", "-f", example.name, "--buildkit", cwd=tmp_path)
-    assert (proc.returncode, proc.stdout, proc.stderr) == (0, EXAMPLE_BUILDKIT_UNIX, "")
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, EXAMPLE_BUILDKIT_UNIX + "\n", "")
 
     bad = tmp_path / "bad.spec"
     bad.write_text("((from busybox)\n (run (shell x) (shell y)))\n")

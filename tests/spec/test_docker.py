@@ -24,6 +24,7 @@ from obuilder_core.spec.model import (
     UnixUser,
     Workdir,
 )
+from tests.spec.test_docker_safety import process_word, read_dockerfile
 
 # The example of reference §1.7, as a model.
 DEV = Spec(
@@ -132,7 +133,6 @@ def test_every_simple_op_as_the_reference_prints_it() -> None:
             Workdir("/src"),
             Shell(("/bin/sh", "-c")),
             SetUser(NamedUser("opam")),
-            Copy(src=("a", "b"), dst="c/", exclude=(".git",)),
             Run(shell="  make  ", network=("host",)),
             Env("DEBUG", "1"),
         ),
@@ -143,10 +143,43 @@ def test_every_simple_op_as_the_reference_prints_it() -> None:
         "WORKDIR /src\n"
         'SHELL [ "/bin/sh", "-c" ]\n'
         "USER opam\n"
-        "COPY --chown=opam a b c/\n"
         "RUN make\n"
         'ENV DEBUG="1"\n'
     )
+
+
+def test_a_named_user_owns_copies_unlike_the_reference() -> None:
+    # The reference writes `COPY a b c/`: its copy step leaves a named user's files owned by
+    # root. Ours sends the name in the tar entries, so the Dockerfile says the same
+    # (docs/spec-language.md, "Differences from OBuilder").
+    spec = Spec(
+        from_="busybox",
+        ops=(SetUser(NamedUser("opam")), Copy(src=("a", "b"), dst="c/", exclude=(".git",))),
+    )
+    assert dockerfile(spec).splitlines()[1:] == ["USER opam", "COPY --chown=opam a b c/"]
+    # Windows containers take no --chown: there the output is the reference's.
+    assert dockerfile(spec, escape="windows").splitlines()[2:] == ["USER opam", "COPY a b c/"]
+
+
+@pytest.mark.parametrize(
+    ("escape", "written"),
+    [("windows", "c:\\\\opam\\\\cache"), ("unix", "c:\\\\\\\\opam\\\\\\\\cache")],
+)
+def test_a_windows_cache_target_is_converted_for_buildkit(escape: str, written: str) -> None:
+    # ocaml-ci's Windows spec: `(target "c:\\opam\\cache")`. BuildKit's flag parser drops one
+    # level of backslashes, then expands the value with the file's escape character; the
+    # reference writes the backslashes once, which BuildKit would read as `c:opamcache`.
+    spec = Spec(
+        from_="w",
+        ops=(SetUser(UnixUser(1000, 1000)), Run(shell="x", cache=(Cache("c", "c:\\opam\\cache"),))),
+    )
+    text = dockerfile(spec, buildkit=True, escape=escape)  # type: ignore[arg-type]
+    run = text.splitlines()[-1]
+    assert run == f"RUN --mount=type=cache,id=c,target={written},uid=1000 x"
+    esc, instructions = read_dockerfile(text)  # what BuildKit makes of it
+    (flag,) = instructions[-1].flags
+    target = flag.split(",")[2].removeprefix("target=")
+    assert process_word(target, esc) == "c:\\opam\\cache"
 
 
 def test_nested_child_builds_come_first_each_followed_by_an_empty_line() -> None:

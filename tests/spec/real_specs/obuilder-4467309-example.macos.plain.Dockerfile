@@ -1,0 +1,3 @@
+FROM empty
+RUN echo hello > hello.txt
+RUN cat hello.txt

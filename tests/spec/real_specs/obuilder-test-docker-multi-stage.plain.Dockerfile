@@ -1,0 +1,5 @@
+FROM base as tools
+RUN make tools
+
+FROM base
+COPY --from=tools binary /usr/local/bin/

@@ -1,0 +1,6 @@
+#escape=`
+FROM base as tools
+RUN make tools
+
+FROM base
+COPY --from=tools binary /usr/local/bin/

@@ -1,0 +1,2 @@
+FROM ocaml/opam:latest
+RUN ls
