@@ -173,7 +173,7 @@ class SpecItem(pytest.Item):
 
     def _check_determinism(self, builder: Builder) -> None:
         """Rebuild every step (all cached by now) on its parent; fail if one differs."""
-        from obuilder_core.builder.verify import format_report, verify
+        from obuilder_core.builder.verify import DEFAULT_VARY, format_report, verify
 
         settings = self.config.stash[session_key].settings
         result = verify(
@@ -182,6 +182,8 @@ class SpecItem(pytest.Item):
             settings.context or self.path.parent,
             spec_name=str(self.path),
             secrets=dict(settings.secrets),
+            vary=DEFAULT_VARY if settings.vary is None else settings.vary,
+            check_mtimes=settings.check_mtimes,
         )
         if result.divergence is not None:
             d = result.divergence

@@ -73,6 +73,18 @@ def add_options(parser: pytest.Parser) -> None:
         "spec if a result differs (see `obuilder verify`). ini: obuilder_rebuild",
     )
     group.addoption(
+        "--obuilder-vary",
+        metavar="all|none|LIST",
+        help="with --obuilder-rebuild: what the rebuild varies, as `obuilder verify --vary` "
+        "(default: hostname,tz,cpus,env). ini: obuilder_vary",
+    )
+    group.addoption(
+        "--obuilder-check-mtimes",
+        action="store_true",
+        default=None,
+        help="with --obuilder-rebuild: compare modification times too. ini: obuilder_check_mtimes",
+    )
+    group.addoption(
         "--obuilder-log-lines",
         type=int,
         metavar="N",
@@ -122,6 +134,8 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("obuilder_no_cache", "run every step again", type="bool")
     parser.addini("obuilder_log_lines", "log lines shown for a failed step")
     parser.addini("obuilder_rebuild", "rebuild each step and compare (determinism)", type="bool")
+    parser.addini("obuilder_vary", "what a rebuild varies: all, none or a comma-separated list")
+    parser.addini("obuilder_check_mtimes", "rebuilds compare modification times too", type="bool")
     parser.addini("obuilder_progress", "how a running step is shown: auto, plain or quiet")
     parser.addini("obuilder_pids_limit", "processes a step may have at once (-1: unlimited)")
     parser.addini("obuilder_memory", "memory a step may use, e.g. 512M")
@@ -142,6 +156,9 @@ class Settings:
     spec_files: tuple[str, ...]
     spec_paths: tuple[Path, ...] = ()
     rebuild: bool = False
+    vary: tuple[str, ...] | None = None
+    """What `--obuilder-rebuild` varies (None: the checker's default)."""
+    check_mtimes: bool = False
     limits: Limits = DEFAULT_LIMITS
     progress: str = "auto"
 
@@ -172,6 +189,8 @@ def read_settings(config: pytest.Config) -> Settings:
         spec_files=tuple(config.getini("obuilder_spec_files")),
         spec_paths=tuple(config.getini("obuilder_paths")),
         rebuild=_flag(config, "obuilder_rebuild"),
+        vary=_vary(config),
+        check_mtimes=_flag(config, "obuilder_check_mtimes"),
         limits=_limits(config),
         progress=_progress(config),
     )
@@ -230,6 +249,20 @@ def _store(config: pytest.Config) -> str | None:
             where = "--obuilder-store" if option else "ini obuilder_store"
             raise pytest.UsageError(f"{where}: {e}") from None
     return store
+
+
+def _vary(config: pytest.Config) -> tuple[str, ...] | None:
+    option = config.getoption("obuilder_vary")
+    text = option or config.getini("obuilder_vary") or None
+    if text is None:
+        return None
+    from obuilder_core.builder.verify import parse_vary
+
+    try:
+        return parse_vary(text)
+    except ObuilderError as e:
+        where = "--obuilder-vary" if option else "ini obuilder_vary"
+        raise pytest.UsageError(f"{where}: {e}") from None
 
 
 def _progress(config: pytest.Config) -> str:

@@ -345,7 +345,11 @@ class Builder:
                 secrets=start.secrets,
                 scope=ctx.scope,
             )
-            child_id, _ = self._build(child.spec, child_ctx, client, held, use_cache)
+            outer, client.stage = client.stage, child.name
+            try:
+                child_id, _ = self._build(child.spec, child_ctx, client, held, use_cache)
+            finally:
+                client.stage = outer
             client.event("note", f"--> finished {_quote(child.name)}")
             ctx = ctx.with_build(child.name, child_id)
         client.step(f"(from {format_atom(spec.from_)})", spec.from_pos)

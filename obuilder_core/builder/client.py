@@ -39,6 +39,7 @@ class Client:
         self.output = Tail()  # the current step's, for its failure report; bounded
         self.heading = ""
         self.pos: Pos | None = None  # where the current step is written
+        self.stage: str | None = None  # the child build (stage) being built, if any
 
     def event(self, kind: str, text: str) -> None:
         if self._log is not None:

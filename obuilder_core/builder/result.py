@@ -27,7 +27,7 @@ class StepRecord:
 
     `parent` is the step it was built on (None for a base image) and `plan` what it does
     (None for a base image): enough to execute it again (`Builder.rerun`). `pos`: where the
-    step is written in the spec.
+    step is written in the spec; `stage`: the child build it belongs to (None: the main one).
     """
 
     id: str
@@ -38,6 +38,13 @@ class StepRecord:
     parent: str | None = None
     plan: Plan | None = field(default=None, repr=False, compare=False)
     pos: Pos | None = field(default=None, repr=False, compare=False)
+    stage: str | None = None
+
+    @property
+    def name(self) -> str:
+        """The heading, after its stage's name for a step of a child build (`dev: /: (run
+        ...)`): steps of two stages may have the same heading."""
+        return f"{self.stage}: {self.heading}" if self.stage else self.heading
 
 
 @dataclass(frozen=True)

@@ -123,6 +123,7 @@ class StepRunner:
             parent=parent,
             plan=plan,
             pos=client.pos,
+            stage=client.stage,
         )
         client.steps.append(record)
         self._events.obuilder_step_finished(step=record)

@@ -211,7 +211,7 @@ class _Checker:
         if run is not None:
             config = varied_config(run, self.vary, parent / "rootfs")
             if "umask" in self.vary and config.argv == run.argv:
-                self._note(f"umask not varied for {step.heading}: no /bin/sh in the image")
+                self._note(f"umask not varied for {step.name}: no /bin/sh in the image")
         cpus = "cpus" in self.vary and run is not None and len(os.sched_getaffinity(0)) > 1
         sandbox = None
         if "fileorder" in self.vary and run is not None:
@@ -231,12 +231,10 @@ class _Checker:
                     )
             except StepFailed as e:  # it succeeded the first time: a finding, not an error
                 message = f"failed when rebuilt: {e}"
-                self.rebuild_failed = BuildFailure(
-                    step.heading, message, output.bytes(), pos=step.pos
-                )
+                self.rebuild_failed = BuildFailure(step.name, message, output.bytes(), pos=step.pos)
                 return False
             except ObuilderError as e:
-                self.failure = BuildFailure(step.heading, f"rebuild failed: {e}", b"", pos=step.pos)
+                self.failure = BuildFailure(step.name, f"rebuild failed: {e}", b"", pos=step.pos)
                 return False
             rebuilt = views.enter_context(store.view(scratch))
             self.checked += 1
@@ -255,9 +253,7 @@ class _Checker:
                 if x.kind == "content"
             )[:DETAIL_FILES]
             kept = store.result(scratch) if keep else None
-            self.divergence = Divergence(
-                step.heading, step.id, scratch, diff, kept, details, step.pos
-            )
+            self.divergence = Divergence(step.name, step.id, scratch, diff, kept, details, step.pos)
             return False
         finally:
             if not keep:

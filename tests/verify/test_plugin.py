@@ -71,3 +71,22 @@ def test_a_step_failing_only_when_rebuilt_fails_the_spec_with_its_log(
             "FAILED tz.spec::tz - not deterministic at step /: (run *",
         ]
     )
+
+
+def test_vary_and_check_mtimes_options_and_their_ini_twins(
+    pytester: pytest.Pytester, busybox_store: str
+) -> None:
+    step = '(run (shell "test \\"$TZ\\" != VRF-14 && echo x > /made"))'  # fails under tz only
+    pytester.makefile(".spec", tz=f"((from busybox) (shell /bin/sh -c)\n {step})\n")
+    store = f"--obuilder-store={busybox_store}"
+    rebuild = (store, "-p", "no:cacheprovider", "--obuilder-rebuild")
+    pytester.runpytest(*rebuild, "--obuilder-vary=tz").assert_outcomes(failed=1)
+    pytester.runpytest(*rebuild, "--obuilder-vary=hostname").assert_outcomes(passed=1)
+    mtimes = pytester.runpytest(*rebuild, "--obuilder-vary=none", "--obuilder-check-mtimes")
+    mtimes.assert_outcomes(failed=1)  # /made is written again, later
+    mtimes.stdout.fnmatch_lines(["mtime (*", "  /made: 20*T*Z -> 20*T*Z"])
+    pytester.makeini("[pytest]\nobuilder_vary = none\nobuilder_check_mtimes = true\n")
+    pytester.runpytest(*rebuild).assert_outcomes(failed=1)
+    bad = pytester.runpytest(*rebuild, "--obuilder-vary=tz,moon")
+    assert bad.ret == pytest.ExitCode.USAGE_ERROR
+    bad.stderr.fnmatch_lines(["ERROR: --obuilder-vary: unknown variation 'moon'*"])

@@ -125,3 +125,17 @@ def test_link_structure_and_device_numbers_are_compared(
     assert [(x.kind, x.path, x.a, x.b) for x in result.divergence.diff.differences] == [
         ("device", "dev-x", "1:1", "1:2")
     ]
+
+
+def test_a_step_of_a_child_build_is_named_with_its_stage(
+    verify_builder: Builder, context: Path
+) -> None:
+    stage = (
+        '(build dev ((from busybox) (shell /bin/sh -c) (run (shell "echo $RANDOM$RANDOM > /r"))))'
+    )
+    copy = "(copy (from (build dev)) (src /r) (dst /r))"
+    result = verify(verify_builder, spec(copy, builds=stage), context, vary=DEFAULT_VARY)
+    report = format_report(result)
+    assert result.divergence is not None, report
+    assert result.divergence.heading == 'dev: /: (run (shell "echo $RANDOM$RANDOM > /r"))'
+    assert 'NOT deterministic at step dev: /: (run (shell "echo $RANDOM$RANDOM > /r"))' in report
