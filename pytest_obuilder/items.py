@@ -17,6 +17,7 @@ from obuilder_core.spec.model import Pos, Spec
 from pytest_obuilder.markers import SpecMark, comment_marks, leading_marks
 from pytest_obuilder.options import LIMITS_MARK, Settings, limits_from
 from pytest_obuilder.progress import BuildLog, LiveOutput
+from pytest_obuilder.relay import WORKER_KEY, FileTerminal
 from pytest_obuilder.report import STEPS, build_properties, failure_text, located
 
 if TYPE_CHECKING:
@@ -279,8 +280,13 @@ def _log_path(item: SpecItem) -> Path:
 
 def _live_output(item: SpecItem) -> LiveOutput | None:
     config = item.config
-    if hasattr(config, "workerinput"):
-        return None  # pytest-xdist workers have no terminal to show progress on
+    progress = config.stash[session_key].settings.progress
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None:  # a pytest-xdist worker: lines to the controller's relay
+        relayed = workerinput.get(WORKER_KEY)
+        if relayed is None or progress == "quiet":
+            return None
+        return LiveOutput(FileTerminal(Path(relayed)), config, item.name, False)
     terminal = config.pluginmanager.get_plugin("terminalreporter")
     if terminal is None:
         return None
@@ -291,7 +297,6 @@ def _live_output(item: SpecItem) -> LiveOutput | None:
     where = (
         item.nodeid if verbosity > 0 else display_path(config, item.path) if verbosity == 0 else ""
     )
-    progress = config.stash[session_key].settings.progress
     return LiveOutput(
         terminal,
         config,

@@ -13,6 +13,7 @@ from obuilder_core.spec.sniff import HEAD_BYTES, looks_like_spec
 from pytest_obuilder import fixture, hooks
 from pytest_obuilder.items import BuilderSession, SpecFile, SpecItem, display_path, session_key
 from pytest_obuilder.options import LIMITS_MARK_HELP, add_options, read_settings
+from pytest_obuilder.relay import WORKER_KEY, ProgressRelay
 from pytest_obuilder.report import SpecRun, spec_run, step_lines, summary_table
 from pytest_obuilder.stopping import StopSignals, stop_key
 
@@ -124,6 +125,15 @@ def pytest_xdist_node_collection_finished(node: Any, ids: Sequence[str]) -> None
         terminal.write_line(header)
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """pytest-xdist's controller, before it starts a worker: name the file the worker writes
+    its progress lines to (shown here by the relay, `relay.py`)."""
+    reporter = node.config.pluginmanager.get_plugin("obuilder-reporter")
+    if reporter is not None:
+        node.workerinput[WORKER_KEY] = str(reporter.relay().file_for(node.gateway.id))
+
+
 def _is_spec_nodeid(nodeid: str, obuilder: BuilderSession) -> bool:
     path = Path(nodeid.partition("::")[0])
     return any(_matches(path, pattern) for pattern in obuilder.settings.spec_files)
@@ -146,6 +156,20 @@ class BuildReporter:
         self._config = config
         self._runs: list[SpecRun] = []
         self._pending: dict[str, SpecRun] = {}
+        self._relay: ProgressRelay | None = None
+
+    def relay(self) -> ProgressRelay:
+        """The relay of pytest-xdist workers' progress lines, started on first use."""
+        if self._relay is None:
+            self._relay = ProgressRelay(self._config.pluginmanager.get_plugin("terminalreporter"))
+        return self._relay
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionfinish(self) -> None:
+        """The workers are done: show their last progress lines before the summary."""
+        if self._relay is not None:
+            self._relay.close()
+            self._relay = None
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """Keep the build carried by each call-phase report."""

@@ -274,6 +274,33 @@ def test_progress_lines_and_live_output(pytester: pytest.Pytester, busybox_store
     live.stdout.fnmatch_lines(["slow.spec ", "(from busybox)", "*", "woke up", "*", "."])
 
 
+def test_progress_lines_of_xdist_workers_reach_the_terminal(
+    pytester: pytest.Pytester, busybox_store: str
+) -> None:
+    pytest.importorskip("xdist", reason="needs pytest-xdist")
+    pytester.makefile(".spec", slow=SLOW.replace("/tmp/go", "/tmp/go-xdist"))
+    argv = [sys.executable, "-m", "pytest", f"--obuilder-store={busybox_store}", "-n", "2"]
+    proc = subprocess.Popen(
+        argv, cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    assert proc.stdout is not None
+    seen = []
+    try:
+        while not re.match(r"\[gw\d\] \[slow\] running /: \(run ", line := proc.stdout.readline()):
+            assert line, f"pytest ended without relaying the worker's notice: {seen}"
+            seen.append(line)
+        store_root = Path(busybox_store.partition(":")[2])
+        for tmp in store_root.glob("result-tmp/*/rootfs/tmp"):
+            (tmp / "go-xdist").touch()
+        rest = proc.stdout.read()
+        proc.wait(timeout=120)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 0, rest
+    assert re.search(r"\(\d+s\)$", line.rstrip()), line  # how long it has run
+
+
 BIG_DD = '(run (shell "echo {name}; dd if=/dev/zero of=/dev/null bs=200M count=1"))'
 """Needs 200 MiB. Each spec's step has its own id: limits are not part of a step's key."""
 

@@ -8,11 +8,13 @@ pytest run, in test_builds.py.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 
 from obuilder_core.builder import LogEvent
 from pytest_obuilder.progress import LiveOutput
+from pytest_obuilder.relay import FileTerminal, ProgressRelay
 
 HEADING = LogEvent("heading", b'/: (run (shell "make"))')
 
@@ -104,3 +106,16 @@ def test_the_option_and_its_ini_twin(pytester: pytest.Pytester) -> None:
     bad = pytester.runpytest("--collect-only")
     assert bad.ret == pytest.ExitCode.USAGE_ERROR
     bad.stderr.fnmatch_lines(["*obuilder_progress: 'loud' is not one of auto, plain, quiet*"])
+
+
+def test_the_relay_shows_each_complete_worker_line_once_on_a_line_of_its_own(
+    tmp_path: Path,
+) -> None:
+    shown = RecordingTerminal()
+    relay = ProgressRelay(shown)
+    worker = FileTerminal(relay.file_for("gw1"))
+    worker.write_line("[slow] running /: (run (shell make)) (2s)")
+    worker.write("[slow] running /: (run (shell make)) (3")  # not complete yet: not shown
+    relay.close()  # shows what is left, then stops
+    assert shown.text == "slow.spec [gw1] [slow] running /: (run (shell make)) (2s)\n"
+    assert not relay.dir.exists()
