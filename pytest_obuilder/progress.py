@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import pytest
 
-from obuilder_core.builder import Tail
+from obuilder_core.builder import Tail, human_size
 
 if TYPE_CHECKING:  # the builder is imported only when a spec is built
     from obuilder_core.builder import LogEvent
@@ -57,7 +57,12 @@ class BuildLog:
         self._live = live
 
     def __call__(self, event: LogEvent) -> None:
-        """Record one event: headings and notes on lines of their own, output as it is."""
+        """Record one event: headings and notes on lines of their own, output as it is;
+        progress only on the terminal."""
+        if event.kind == "progress":
+            if self._live is not None:
+                self._live.event(event)
+            return
         if event.kind == "output":
             data = event.data
         else:
@@ -105,6 +110,7 @@ class LiveOutput:
         self._in_place = in_place
         self._quiet = quiet
         self._open_line = False  # an in-place notice is on the terminal's current line
+        self._sent: int | None = None  # bytes the running copy step has sent
         self._resumed = False  # `resume` was written last: the line is pytest's again
         self._capman = config.pluginmanager.getplugin("capturemanager")
         self._name = name
@@ -118,7 +124,9 @@ class LiveOutput:
     def event(self, event: LogEvent) -> None:
         """Show or schedule what `event` means for the user watching the terminal."""
         with self._lock:
-            if self._stream:
+            if event.kind == "progress":
+                self._sent = int(event.data)
+            elif self._stream:
                 self._show(event)
             elif event.kind == "heading" and not self._quiet:  # the previous step is done
                 self._cancel_timer()
@@ -155,7 +163,10 @@ class LiveOutput:
             if step != self._step:
                 return  # the step finished while this thread was waiting for the lock
             first_line = heading.splitlines()[0] if heading else heading
-            text = f"[{self._name}] running {first_line} ({_elapsed(time.monotonic() - started)})"
+            done = _elapsed(time.monotonic() - started)
+            if self._sent is not None:
+                done += f", {human_size(self._sent)} sent"
+            text = f"[{self._name}] running {first_line} ({done})"
             with self._uncaptured():
                 if self._in_place:
                     if not self._open_line:
@@ -170,6 +181,7 @@ class LiveOutput:
 
     def _cancel_timer(self) -> None:
         self._step += 1
+        self._sent = None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

@@ -382,7 +382,7 @@ class Builder:
             client,
             held,
             fresh=False,
-            fill=lambda tmp, w, _c: fetch_base(tmp, image, w, sources, store),
+            fill=lambda tmp, w, _c: fetch_base(tmp, image, w, sources, store, client.progress),
         )
         return id
 

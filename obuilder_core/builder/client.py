@@ -52,6 +52,11 @@ class Client:
         self.output.clear()
         self.event("heading", heading)
 
+    def progress(self, done: int) -> None:
+        """The current step has sent `done` bytes (a copy)."""
+        if self._log is not None:
+            self._log(LogEvent("progress", str(done).encode()))
+
     def write(self, data: bytes) -> None:
         self.output.write(data)
         if self._log is not None:

@@ -12,12 +12,16 @@ from obuilder_core.spec.model import Pos, User
 
 @dataclass(frozen=True)
 class LogEvent:
-    """One item of a build's log, in order: a step heading, a note, or a chunk of raw output.
+    """One item of a build's log, in order: a step heading, a note, a chunk of raw output, or
+    how far a step has got.
 
-    `data` is the heading or note text encoded as UTF-8, or the output chunk as produced.
+    `data` is the heading or note text encoded as UTF-8, the output chunk as produced, or for
+    `progress` the bytes a copy step has sent so far, in decimal (`b"3145728"`): for a
+    progress display only, never part of a step's log (the build that executes the copy gets
+    them; builds waiting for it get its output only).
     """
 
-    kind: Literal["heading", "note", "output"]
+    kind: Literal["heading", "note", "output", "progress"]
     data: bytes
 
 

@@ -101,7 +101,8 @@ class StepRunner:
             outcome = Outcome("cached")
         else:
             assert fill is not None or plan is not None
-            execute = self._executor(id, parent, fill or self.fill(plan))  # type: ignore[arg-type]
+            fill = fill or self.fill(plan, progress=client.progress)  # type: ignore[arg-type]
+            execute = self._executor(id, parent, fill)
             outcome = self._once(id, execute, client)
         with self._lock:
             if outcome.kind == "cached":
@@ -208,9 +209,14 @@ class StepRunner:
 
         return execute
 
-    def fill(self, plan: Plan, sandbox: Sandbox | None = None) -> Fill:
+    def fill(
+        self,
+        plan: Plan,
+        sandbox: Sandbox | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> Fill:
         """What executing `plan` writes into a step's temporary dir (with `sandbox`, default
-        the runner's, for its commands)."""
+        the runner's, for its commands); `progress` gets the bytes a copy has sent so far."""
         runner = sandbox or self.sandbox
         if isinstance(plan, RunPlan):
 
@@ -242,6 +248,7 @@ class StepRunner:
                     write=write,
                     cancel=cancel,
                     limits=plan.limits,
+                    progress=progress,
                 )
 
         return copy

@@ -12,8 +12,9 @@ import logging
 import os
 import shlex
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import BinaryIO, cast
 
 from obuilder_core.copy_tar import CopyStreamError, missing_dirs, write_copy_tar
 from obuilder_core.images import ImageConfig, ImageNotFound, ImageSource, fetch_image
@@ -30,14 +31,19 @@ IMAGE_CONFIG = "image.json"
 
 
 def fetch_base(
-    tmp: Path, image: str, write: Emit, sources: Sequence[ImageSource], store: str
+    tmp: Path,
+    image: str,
+    write: Emit,
+    sources: Sequence[ImageSource],
+    store: str,
+    progress: Callable[[int], None] | None = None,
 ) -> None:
     """Write image `image` as `tmp/rootfs` and its config as `tmp/image.json`. An image that
     no source has fails saying how to import it into `store` (`KIND:ARG`)."""
     rootfs = tmp / "rootfs"
     rootfs.mkdir(mode=0o755, exist_ok=True)
     try:
-        config = fetch_image(image, rootfs, write, sources=sources)
+        config = fetch_image(image, rootfs, write, sources=sources, progress=progress)
     except ImageNotFound as e:
         how = f"obuilder image import {shlex.quote(image)} PATH --store={shlex.quote(store)}"
         raise ImageNotFound(f"{e}; import it with: {how}") from None
@@ -86,6 +92,30 @@ def run_command(
                 log.exception("releasing cache %s failed", lease.path)
 
 
+PROGRESS_BYTES = 1 << 20
+"""How often a copy reports its progress: after each MiB sent."""
+
+
+class _Counting:
+    """The copy's pipe, counting what is written to it: reports the total each time it
+    passes a multiple of PROGRESS_BYTES. (The tar writer uses `write` and `flush` only.)"""
+
+    def __init__(self, out: BinaryIO, report: Callable[[int], None]) -> None:
+        self._out = out
+        self._report = report
+        self.total = 0
+
+    def write(self, data: bytes) -> int:
+        written = self._out.write(data)
+        before, self.total = self.total, self.total + written
+        if before // PROGRESS_BYTES != self.total // PROGRESS_BYTES:
+            self._report(self.total)
+        return written
+
+    def flush(self) -> None:
+        self._out.flush()
+
+
 def copy_files(
     tmp: Path,
     src_dir: Path,
@@ -98,9 +128,10 @@ def copy_files(
     write: Emit,
     cancel: threading.Event,
     limits: Limits = DEFAULT_LIMITS,
+    progress: Callable[[int], None] | None = None,
 ) -> None:
     """Stream the copy's tar into the sandbox's unpacker (`tar -xf -` as root, for runc) on
-    `tmp/rootfs`.
+    `tmp/rootfs`; `progress` gets the bytes sent so far after each PROGRESS_BYTES.
 
     tar resolves paths inside the container, so symlinks planted by earlier steps never lead
     outside the rootfs. If the stream failed (e.g. a source changed since its manifest), the
@@ -110,12 +141,13 @@ def copy_files(
     create = missing_dirs(rootfs, dst, shape)
     r, w = os.pipe()
     reader, writer = os.fdopen(r, "rb"), os.fdopen(w, "wb")
+    out = writer if progress is None else cast(BinaryIO, _Counting(writer, progress))
     failure: list[BaseException] = []
 
     def send() -> None:
         try:
             with writer:
-                write_copy_tar(writer, src_dir, items, dst, shape, user, create_dirs=create)
+                write_copy_tar(out, src_dir, items, dst, shape, user, create_dirs=create)
         except BaseException as e:
             failure.append(e)
 

@@ -229,6 +229,8 @@ class _Printer:
         self._lock = threading.Lock()
 
     def __call__(self, event: Any) -> None:
+        if event.kind == "progress":
+            return  # the log shows what a step printed, not how far it has got
         with self._lock:
             if event.kind == "output":
                 self.out.write(event.data)

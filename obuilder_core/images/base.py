@@ -8,7 +8,7 @@ a build step needs: its environment, working directory and user.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -17,6 +17,10 @@ from obuilder_core.errors import ObuilderError
 from obuilder_core.log import Emit
 
 """Receives progress output (whole lines, ending in a newline) for the step log."""
+
+
+Progress = Callable[[int], None]
+"""Receives how many bytes a long transfer has moved so far."""
 
 
 class ImageError(ObuilderError):
@@ -99,11 +103,14 @@ class ImageSource(Protocol):
         """How error messages name this source, e.g. "registry registry-1.docker.io"."""
         ...
 
-    def fetch(self, name: str, rootfs: Path, log: Emit) -> ImageConfig:
+    def fetch(
+        self, name: str, rootfs: Path, log: Emit, progress: Progress | None = None
+    ) -> ImageConfig:
         """Write image `name`'s filesystem into `rootfs` and return its config.
 
-        `rootfs` is an existing empty directory. Raises ImageNotFound (before writing anything)
-        when this source does not have the image or cannot be reached, and ImageError for any
-        other failure; after an ImageError the caller must discard `rootfs`.
-        """
+        `rootfs` is an existing empty directory. Raises ImageNotFound (before writing
+        anything) when this source does not have the image or cannot be reached, and
+        ImageError for any other failure; after an ImageError the caller must discard
+        `rootfs`. `progress`, if given, gets the bytes downloaded so far, now and then (a
+        source that downloads nothing may never call it)."""
         ...

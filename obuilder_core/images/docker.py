@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from obuilder_core.errors import ObuilderError
-from obuilder_core.images.base import ImageConfig, ImageError, ImageNotFound
+from obuilder_core.images.base import ImageConfig, ImageError, ImageNotFound, Progress
 from obuilder_core.images.layers import apply_layer
 from obuilder_core.log import Emit
 from obuilder_core.process import CommandError, run_cmd
@@ -33,7 +33,9 @@ class DockerCLI:
             return False  # CLI not installed
         return proc.returncode == 0
 
-    def fetch(self, name: str, rootfs: Path, log: Emit) -> ImageConfig:
+    def fetch(
+        self, name: str, rootfs: Path, log: Emit, progress: Progress | None = None
+    ) -> ImageConfig:
         """ImageSource.fetch through `docker create` / `export` / `image inspect`."""
         if not self.available():
             raise ImageNotFound("docker: no daemon")

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from obuilder_core.images.base import ImageConfig, ImageError, ImageNotFound
+from obuilder_core.images.base import ImageConfig, ImageError, ImageNotFound, Progress
 from obuilder_core.images.layers import apply_layer, apply_layers
 from obuilder_core.images.oci import (
     OCI_CONFIG,
@@ -126,7 +126,9 @@ class LocalImages:
                     out.append(_info(entry))
         return sorted(out, key=lambda i: i.name)
 
-    def fetch(self, name: str, rootfs: Path, log: Emit) -> ImageConfig:
+    def fetch(
+        self, name: str, rootfs: Path, log: Emit, progress: Progress | None = None
+    ) -> ImageConfig:
         """ImageSource.fetch from the local images; ImageNotFound if `name` was not imported."""
         ref = parse_ref(name)
         with self._lock(exclusive=False):

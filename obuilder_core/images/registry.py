@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from http.client import HTTPResponse
 from pathlib import Path
 
-from obuilder_core.images.base import ImageConfig, ImageError, ImageNotFound
+from obuilder_core.images.base import ImageConfig, ImageError, ImageNotFound, Progress
 from obuilder_core.images.layers import apply_layers
 from obuilder_core.images.oci import (
     DOCKER_LIST,
@@ -86,8 +86,11 @@ class Registry:
         self._check_scheme(url, "registry")
         return url
 
-    def fetch(self, name: str, rootfs: Path, log: Emit) -> ImageConfig:
-        """ImageSource.fetch from the image's registry (or the mirror, for Docker Hub names)."""
+    def fetch(
+        self, name: str, rootfs: Path, log: Emit, progress: Progress | None = None
+    ) -> ImageConfig:
+        """ImageSource.fetch from the image's registry (or the mirror, for Docker Hub names);
+        `progress` gets the bytes of layers downloaded so far, after each PROGRESS_BYTES."""
         ref = parse_ref(name)
         base = self.endpoint(ref)
         host = urllib.parse.urlsplit(base).netloc
@@ -100,9 +103,10 @@ class Registry:
         # Layers are downloaded next to the rootfs (same filesystem, discarded with it).
         with tempfile.TemporaryDirectory(prefix=".pull-", dir=rootfs.parent) as tmp:
             paths = []
+            counter = _Counter(progress)
             for i, desc in enumerate(manifest.layers, 1):
                 log(f"layer {i}/{len(manifest.layers)} {desc.digest[:19]} {desc.size} B\n".encode())
-                paths.append(client.download(desc, Path(tmp) / f"layer{i}"))
+                paths.append(client.download(desc, Path(tmp) / f"layer{i}", counter.add))
             apply_layers(rootfs, paths, log, where=f"image {ref.familiar()}")
         where = f"image {ref.familiar()}"
         return ImageConfig.from_oci(load_json(config, where, "config"), where)
@@ -134,6 +138,23 @@ def _resolve(client: _Client, ref: ImageRef, want: Platform | None, log: Emit) -
     if media_type not in MANIFEST_TYPES:
         raise ImageError(f"{client.where}: unsupported manifest type {media_type}")
     return parse_manifest(doc, client.where)
+
+
+PROGRESS_BYTES = 1 << 20
+"""How often a pull reports its progress: after each MiB downloaded."""
+
+
+class _Counter:
+    """Bytes downloaded over the layers of one pull, reported after each PROGRESS_BYTES."""
+
+    def __init__(self, progress: Progress | None) -> None:
+        self._progress = progress
+        self.total = 0
+
+    def add(self, n: int) -> None:
+        before, self.total = self.total, self.total + n
+        if self._progress is not None and before // PROGRESS_BYTES != self.total // PROGRESS_BYTES:
+            self._progress(self.total)
 
 
 class _Client:
@@ -169,8 +190,11 @@ class _Client:
         self._verify(desc, hashlib.sha256(data).hexdigest(), len(data))
         return data
 
-    def download(self, desc: Descriptor, dest: Path) -> Path:
-        """Download blob `desc` to `dest`, verifying size and digest before returning."""
+    def download(
+        self, desc: Descriptor, dest: Path, downloaded: Callable[[int], None] = lambda n: None
+    ) -> Path:
+        """Download blob `desc` to `dest`, verifying size and digest before returning;
+        `downloaded` gets the size of each chunk as it arrives."""
         h, size = hashlib.sha256(), 0
         resp = self.get(f"blobs/{desc.digest}", None, f"blob {desc.digest}")
         try:
@@ -181,6 +205,7 @@ class _Client:
                     h.update(chunk)
                     out.write(chunk)
                     size += len(chunk)
+                    downloaded(len(chunk))
         except (OSError, http.client.HTTPException) as e:
             raise ImageError(f"{self.where}: download of blob {desc.digest} failed: {e}") from None
         self._verify(desc, h.hexdigest(), size)

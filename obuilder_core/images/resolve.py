@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from obuilder_core.images.base import ImageConfig, ImageNotFound, ImageSource
+from obuilder_core.images.base import ImageConfig, ImageNotFound, ImageSource, Progress
 from obuilder_core.log import Emit
 
 if TYPE_CHECKING:
@@ -38,7 +38,12 @@ def _rank(ranked: tuple[int, ImageSource]) -> int:
 
 
 def fetch_image(
-    name: str, rootfs: Path, log: Emit, *, sources: Sequence[ImageSource]
+    name: str,
+    rootfs: Path,
+    log: Emit,
+    *,
+    sources: Sequence[ImageSource],
+    progress: Progress | None = None,
 ) -> ImageConfig:
     """Write image `name` into the empty dir `rootfs` from the first source that has it.
 
@@ -49,7 +54,7 @@ def fetch_image(
     reasons = []
     for source in sources:
         try:
-            return source.fetch(name, rootfs, log)
+            return source.fetch(name, rootfs, log, progress)
         except ImageNotFound as e:
             reasons.append(str(e))
             _empty(rootfs)  # sources promise not to write before failing; make sure

@@ -20,7 +20,7 @@ class ScriptedImages:
     def __init__(self, names: tuple[str, ...] = ("img",)) -> None:
         self.names = names
 
-    def fetch(self, name: str, rootfs: Path, log: object) -> ImageConfig:
+    def fetch(self, name: str, rootfs: Path, log: object, progress: object = None) -> ImageConfig:
         if name not in self.names:
             raise ImageNotFound(f"no image {name}")
         (rootfs / "bin").mkdir()

@@ -235,3 +235,19 @@ def test_a_source_changed_after_hashing_fails_the_copy(
     assert r.failure is not None
     assert r.failure.message == 'Source file "f" changed during the copy; try again'
     assert rsync_builder.store.ids() == [r.steps[0].id]
+
+
+def test_a_copy_reports_its_progress_to_the_build_that_runs_it(
+    rsync_builder: Builder, tmp_path: Path
+) -> None:
+    (tmp_path / "big").write_bytes(b"x" * (3 << 20))
+    s = spec("(copy (src big) (dst /big))")
+    events, log = collect()
+    first = ok(rsync_builder.build(s, tmp_path, log=log))
+    sent = [int(e.data) for e in events if e.kind == "progress"]
+    assert len(sent) >= 3 and sent == sorted(sent) and sent[-1] >= 3 << 20  # each MiB
+    assert first.steps[-1].log_path is not None
+    assert b"progress" not in first.steps[-1].log_path.read_bytes()  # never in the log
+    again, log = collect()
+    ok(rsync_builder.build(s, tmp_path, log=log))
+    assert not [e for e in again if e.kind == "progress"]  # a cache hit sends nothing

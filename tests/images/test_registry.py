@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import urllib.request
 from pathlib import Path
 
@@ -200,3 +201,15 @@ def test_docker_schema2_manifest_and_list(registry: RunningRegistry, tmp_path: P
             assert resp.headers["Content-Type"] == media_type
     assert pull(name, tmp_path)[1] == EXPECTED
     assert pull(listed, tmp_path)[1] == {"arch": "amd64"}
+
+
+def test_a_pull_reports_the_bytes_downloaded(registry: RunningRegistry, tmp_path: Path) -> None:
+    layout = tmp_path / "big"
+    simple_layout(layout, [[file("big", os.urandom(3 << 20))]], compression=None)
+    registry.push(layout, "test/big:v1")
+    rootfs = tmp_path / "rootfs"
+    rootfs.mkdir()
+    done: list[int] = []
+    Registry().fetch(f"{registry.host}/test/big:v1", rootfs, lambda _: None, done.append)
+    assert len(done) == 3 and done == sorted(done)  # after each MiB of the 3 MiB layer
+    assert (rootfs / "big").stat().st_size == 3 << 20

@@ -119,3 +119,12 @@ def test_the_relay_shows_each_complete_worker_line_once_on_a_line_of_its_own(
     relay.close()  # shows what is left, then stops
     assert shown.text == "slow.spec [gw1] [slow] running /: (run (shell make)) (2s)\n"
     assert not relay.dir.exists()
+
+
+def test_a_copy_says_how_much_it_has_sent(pytester: pytest.Pytester) -> None:
+    live, terminal = _live(pytester)
+    live.event(LogEvent("heading", b"/: (copy (src big) (dst /big))"))
+    live.event(LogEvent("progress", b"3145728"))
+    live._announce("/: (copy (src big) (dst /big))", live._step, time.monotonic() - 2)
+    live.close()
+    assert "[slow] running /: (copy (src big) (dst /big)) (2s, 3.1 MB sent)\n" in terminal.text
