@@ -234,29 +234,22 @@ SLOW = (
 )
 
 
-def test_progress_lines_and_live_output(pytester: pytest.Pytester, busybox_store: str) -> None:
-    # The step waits until the test lets it go, which it does once it has seen the notice
-    # that the step is slow: nothing depends on how long anything takes.
-    pytester.makefile(".spec", slow=SLOW)
-    argv = [
-        sys.executable,
-        "-m",
-        "pytest",
-        f"--obuilder-store={busybox_store}",
-        "-p",
-        "no:cacheprovider",
-    ]
+def _until_notice(
+    pytester: pytest.Pytester, busybox_store: str, notice: str, *args: str
+) -> tuple[str, str]:
+    """Run pytest on SLOW in a process of its own until it prints a line matching `notice`,
+    then let the step go on; the line, and the rest of the output. The step waits for the
+    test, so nothing depends on how long anything takes."""
+    argv = [sys.executable, "-m", "pytest", f"--obuilder-store={busybox_store}", *args]
     proc = subprocess.Popen(
         argv, cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     assert proc.stdout is not None
     seen = []
     try:
-        while not (line := proc.stdout.readline()).startswith("[slow] running"):
-            assert line, f"pytest ended without announcing the slow step: {seen}"
+        while not re.match(notice, line := proc.stdout.readline()):
+            assert line, f"pytest ended without a line matching {notice!r}: {seen}"
             seen.append(line)
-        heading = "/: " + SLOW.splitlines()[-1].strip()[:-1]
-        assert re.fullmatch(rf"\[slow\] running {re.escape(heading)} \(\d+s\)", line.strip())
         store_root = Path(busybox_store.partition(":")[2])
         for tmp in store_root.glob("result-tmp/*/rootfs/tmp"):
             (tmp / "go").touch()
@@ -268,6 +261,16 @@ def test_progress_lines_and_live_output(pytester: pytest.Pytester, busybox_store
         proc.kill()
         proc.wait()
     assert proc.returncode == 0, rest
+    return line, rest
+
+
+def test_progress_lines_and_live_output(pytester: pytest.Pytester, busybox_store: str) -> None:
+    pytester.makefile(".spec", slow=SLOW)
+    line, rest = _until_notice(
+        pytester, busybox_store, r"\[slow\] running", "-p", "no:cacheprovider"
+    )
+    heading = "/: " + SLOW.splitlines()[-1].strip()[:-1]
+    assert re.fullmatch(rf"\[slow\] running {re.escape(heading)} \(\d+s\)", line.strip())
     assert "woke up" not in rest  # without -s, output is not streamed
     assert rest.splitlines()[0].startswith("slow.spec ."), rest  # the result on its line
     live = _run(pytester, busybox_store, "-s")  # cached now: the log is replayed, live
@@ -278,26 +281,9 @@ def test_progress_lines_of_xdist_workers_reach_the_terminal(
     pytester: pytest.Pytester, busybox_store: str
 ) -> None:
     pytest.importorskip("xdist", reason="needs pytest-xdist")
-    pytester.makefile(".spec", slow=SLOW.replace("/tmp/go", "/tmp/go-xdist"))
-    argv = [sys.executable, "-m", "pytest", f"--obuilder-store={busybox_store}", "-n", "2"]
-    proc = subprocess.Popen(
-        argv, cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    assert proc.stdout is not None
-    seen = []
-    try:
-        while not re.match(r"\[gw\d\] \[slow\] running /: \(run ", line := proc.stdout.readline()):
-            assert line, f"pytest ended without relaying the worker's notice: {seen}"
-            seen.append(line)
-        store_root = Path(busybox_store.partition(":")[2])
-        for tmp in store_root.glob("result-tmp/*/rootfs/tmp"):
-            (tmp / "go-xdist").touch()
-        rest = proc.stdout.read()
-        proc.wait(timeout=120)
-    finally:
-        proc.kill()
-        proc.wait()
-    assert proc.returncode == 0, rest
+    pytester.makefile(".spec", slow=SLOW.replace("echo woke up", "echo woke up again"))
+    worker_notice = r"\[gw\d\] \[slow\] running /: \(run "
+    line, _ = _until_notice(pytester, busybox_store, worker_notice, "-n", "2")
     assert re.search(r"\(\d+s\)$", line.rstrip()), line  # how long it has run
 
 
