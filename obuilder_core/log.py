@@ -22,6 +22,27 @@ from pathlib import Path
 
 Emit = Callable[[bytes], None]
 
+Progress = Callable[[int], None]
+"""Receives how many bytes a long transfer (a copy, an image pull) has moved so far."""
+
+PROGRESS_BYTES = 1 << 20
+"""How often a transfer reports its progress: after each MiB."""
+
+
+class ByteCounter:
+    """Counts the bytes of a transfer and reports the total to `progress` (if any) each time
+    it passes a multiple of PROGRESS_BYTES."""
+
+    def __init__(self, progress: Progress | None) -> None:
+        self._progress = progress
+        self.total = 0
+
+    def add(self, n: int) -> None:
+        before, self.total = self.total, self.total + n
+        if self._progress is not None and before // PROGRESS_BYTES != self.total // PROGRESS_BYTES:
+            self._progress(self.total)
+
+
 CHUNK = 65536
 TAIL_BYTES = 256 * 1024
 """Output kept in memory for a failed step's report; the whole log stays on disk."""

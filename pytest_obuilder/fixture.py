@@ -120,11 +120,11 @@ class Built:
         from obuilder_core.builder import HOST_NETWORK, RunConfig
 
         argv = (*self.settings.shell, command) if isinstance(command, str) else tuple(command)
-        extra = tuple((env or {}).items())
+        extra = dict(env or {})
         config = RunConfig(
             argv=argv,
             cwd=self.settings.workdir,
-            env=extra + tuple(kv for kv in self.settings.env if kv[0] not in dict(extra)),
+            env=(*extra.items(), *((k, v) for k, v in self.settings.env if k not in extra)),
             user=user or _uid_gid(self.settings),
             network=HOST_NETWORK if network else (),
         )

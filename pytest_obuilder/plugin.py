@@ -130,8 +130,9 @@ def pytest_configure_node(node: Any) -> None:
     """pytest-xdist's controller, before it starts a worker: name the file the worker writes
     its progress lines to (shown here by the relay, `relay.py`)."""
     reporter = node.config.pluginmanager.get_plugin("obuilder-reporter")
-    if reporter is not None:
-        node.workerinput[WORKER_KEY] = str(reporter.relay().file_for(node.gateway.id))
+    relay = reporter.relay() if reporter is not None else None
+    if relay is not None:
+        node.workerinput[WORKER_KEY] = str(relay.file_for(node.gateway.id))
 
 
 def _is_spec_nodeid(nodeid: str, obuilder: BuilderSession) -> bool:
@@ -158,10 +159,12 @@ class BuildReporter:
         self._pending: dict[str, SpecRun] = {}
         self._relay: ProgressRelay | None = None
 
-    def relay(self) -> ProgressRelay:
-        """The relay of pytest-xdist workers' progress lines, started on first use."""
-        if self._relay is None:
-            self._relay = ProgressRelay(self._config.pluginmanager.get_plugin("terminalreporter"))
+    def relay(self) -> ProgressRelay | None:
+        """The relay of pytest-xdist workers' progress lines, started on first use; None
+        without a terminal to show them on (`-p no:terminal`)."""
+        terminal = self._config.pluginmanager.get_plugin("terminalreporter")
+        if self._relay is None and terminal is not None:
+            self._relay = ProgressRelay(terminal)
         return self._relay
 
     @pytest.hookimpl(tryfirst=True)

@@ -22,16 +22,17 @@ WORKER_KEY = "obuilder_progress_file"
 
 
 class FileTerminal:
-    """The `progress.Terminal` of a worker: lines appended to its progress file."""
+    """The `progress.Terminal` of a worker: lines appended to its progress file (opened for
+    each write: notices are seconds apart, and a spec item then holds no open file)."""
 
     def __init__(self, path: Path) -> None:
-        self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 -- one per worker process
+        self._path = path
         self._at_line_start = True
 
     def write(self, content: str, *, flush: bool = False) -> None:
         if content:
-            self._file.write(content)
-            self._file.flush()  # the controller reads it at once
+            with self._path.open("a", encoding="utf-8") as f:
+                f.write(content)
             self._at_line_start = content.endswith("\n")
 
     def write_line(self, line: str) -> None:

@@ -444,9 +444,7 @@ class Builder:
             stage = ctx.build_id(op.from_.name)
             if stage is None:
                 raise client.fail(f"Unknown build {_quote(op.from_.name)}")
-            held.enter_context(self.index.protect([stage]))
-            if not self._steps.has(stage):
-                raise ObuilderError(f"Build result {_quote(stage)} not found")
+            held.enter_context(self._kept(stage))
             src_dir = held.enter_context(self.store.view(stage)) / "rootfs"
             cache = None
         else:
@@ -482,11 +480,8 @@ class Builder:
         """`with builder.view(id) as rootfs:` the filesystem of result `id`, to read (btrfs
         and zfs results are read-only snapshots; other stores do not enforce it), kept from
         pruning until the block ends. Raises ObuilderError if there is no such result."""
-        with self.index.protect([id]):
-            if not self._steps.has(id):
-                raise ObuilderError(f"Build result {_quote(id)} not found")
-            with self.store.view(id) as step_dir:
-                yield step_dir / "rootfs"
+        with self._kept(id), self.store.view(id) as step_dir:
+            yield step_dir / "rootfs"
 
     def run_on(
         self, id: str, config: RunConfig, *, cancel: threading.Event | None = None
@@ -506,11 +501,8 @@ class Builder:
                 status = e.status if e.status is not None else 128 + (e.signum or 0)
             raise _Throwaway
 
-        with self.index.protect([id]):
-            if not self._steps.has(id):
-                raise ObuilderError(f"Build result {_quote(id)} not found")
-            with contextlib.suppress(_Throwaway):
-                self.store.build(scratch_id(id, "run-on"), id, in_copy)
+        with self._kept(id), contextlib.suppress(_Throwaway):
+            self.store.build(scratch_id(id, "run-on"), id, in_copy)
         return status, bytes(output)
 
     def rerun(
@@ -547,10 +539,17 @@ class Builder:
 
                 fill(tmp, write, stop)
 
-        with self.index.protect([parent]):
-            if not self._steps.has(parent):
-                raise ObuilderError(f"Build result {_quote(parent)} not found")
+        with self._kept(parent):
             self.store.build(scratch_id, parent, in_tmp)
+
+    @contextlib.contextmanager
+    def _kept(self, id: str) -> Iterator[None]:
+        """Keep result `id` from pruning for the block; ObuilderError if there is none.
+        (Protect first, then look: a prune running now cannot remove what is then found.)"""
+        with self.index.protect([id]):
+            if not self._steps.has(id):
+                raise ObuilderError(f"Build result {_quote(id)} not found")
+            yield
 
 
 class _Throwaway(Exception):

@@ -25,7 +25,7 @@ from obuilder_core.builder.step_lock import CANCELLED, Execute, Outcome, StepLoc
 from obuilder_core.builder.steps import copy_files, run_command
 from obuilder_core.errors import ObuilderError
 from obuilder_core.index import Index
-from obuilder_core.log import Emit, LogCancelled, SharedLog, replay
+from obuilder_core.log import Emit, LogCancelled, Progress, SharedLog, replay
 from obuilder_core.sandbox import Sandbox, StepFailed
 from obuilder_core.spec.reader import ocaml_string
 from obuilder_core.stores import Store, StoreError
@@ -213,7 +213,7 @@ class StepRunner:
         self,
         plan: Plan,
         sandbox: Sandbox | None = None,
-        progress: Callable[[int], None] | None = None,
+        progress: Progress | None = None,
     ) -> Fill:
         """What executing `plan` writes into a step's temporary dir (with `sandbox`, default
         the runner's, for its commands); `progress` gets the bytes a copy has sent so far."""

@@ -12,13 +12,13 @@ import logging
 import os
 import shlex
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import BinaryIO, cast
 
 from obuilder_core.copy_tar import CopyStreamError, missing_dirs, write_copy_tar
 from obuilder_core.images import ImageConfig, ImageNotFound, ImageSource, fetch_image
-from obuilder_core.log import Emit
+from obuilder_core.log import ByteCounter, Emit, Progress
 from obuilder_core.manifest import Manifest
 from obuilder_core.paths import CopyShape
 from obuilder_core.sandbox import DEFAULT_LIMITS, Limits, Mount, RunConfig, Sandbox, SecretMount
@@ -36,7 +36,7 @@ def fetch_base(
     write: Emit,
     sources: Sequence[ImageSource],
     store: str,
-    progress: Callable[[int], None] | None = None,
+    progress: Progress | None = None,
 ) -> None:
     """Write image `image` as `tmp/rootfs` and its config as `tmp/image.json`. An image that
     no source has fails saying how to import it into `store` (`KIND:ARG`)."""
@@ -92,24 +92,17 @@ def run_command(
                 log.exception("releasing cache %s failed", lease.path)
 
 
-PROGRESS_BYTES = 1 << 20
-"""How often a copy reports its progress: after each MiB sent."""
-
-
 class _Counting:
-    """The copy's pipe, counting what is written to it: reports the total each time it
-    passes a multiple of PROGRESS_BYTES. (The tar writer uses `write` and `flush` only.)"""
+    """The copy's pipe, counting what is written to it. (The tar writer uses `write` and
+    `flush` only.)"""
 
-    def __init__(self, out: BinaryIO, report: Callable[[int], None]) -> None:
+    def __init__(self, out: BinaryIO, counter: ByteCounter) -> None:
         self._out = out
-        self._report = report
-        self.total = 0
+        self._counter = counter
 
     def write(self, data: bytes) -> int:
         written = self._out.write(data)
-        before, self.total = self.total, self.total + written
-        if before // PROGRESS_BYTES != self.total // PROGRESS_BYTES:
-            self._report(self.total)
+        self._counter.add(written)
         return written
 
     def flush(self) -> None:
@@ -128,10 +121,10 @@ def copy_files(
     write: Emit,
     cancel: threading.Event,
     limits: Limits = DEFAULT_LIMITS,
-    progress: Callable[[int], None] | None = None,
+    progress: Progress | None = None,
 ) -> None:
     """Stream the copy's tar into the sandbox's unpacker (`tar -xf -` as root, for runc) on
-    `tmp/rootfs`; `progress` gets the bytes sent so far after each PROGRESS_BYTES.
+    `tmp/rootfs`; `progress` gets the bytes sent so far after each MiB.
 
     tar resolves paths inside the container, so symlinks planted by earlier steps never lead
     outside the rootfs. If the stream failed (e.g. a source changed since its manifest), the
@@ -141,7 +134,7 @@ def copy_files(
     create = missing_dirs(rootfs, dst, shape)
     r, w = os.pipe()
     reader, writer = os.fdopen(r, "rb"), os.fdopen(w, "wb")
-    out = writer if progress is None else cast(BinaryIO, _Counting(writer, progress))
+    out = writer if progress is None else cast(BinaryIO, _Counting(writer, ByteCounter(progress)))
     failure: list[BaseException] = []
 
     def send() -> None:

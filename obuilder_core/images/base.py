@@ -8,19 +8,15 @@ a build step needs: its environment, working directory and user.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from obuilder_core.errors import ObuilderError
-from obuilder_core.log import Emit
+from obuilder_core.log import Emit, Progress
 
 """Receives progress output (whole lines, ending in a newline) for the step log."""
-
-
-Progress = Callable[[int], None]
-"""Receives how many bytes a long transfer has moved so far."""
 
 
 class ImageError(ObuilderError):

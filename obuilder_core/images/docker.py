@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from obuilder_core.errors import ObuilderError
-from obuilder_core.images.base import ImageConfig, ImageError, ImageNotFound, Progress
+from obuilder_core.images.base import ImageConfig, ImageError, ImageNotFound
 from obuilder_core.images.layers import apply_layer
-from obuilder_core.log import Emit
+from obuilder_core.log import Emit, Progress
 from obuilder_core.process import CommandError, run_cmd
 
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from obuilder_core.images.base import ImageConfig, ImageError, ImageNotFound, Progress
+from obuilder_core.images.base import ImageConfig, ImageError, ImageNotFound
 from obuilder_core.images.layers import apply_layer, apply_layers
 from obuilder_core.images.oci import (
     OCI_CONFIG,
@@ -40,7 +40,7 @@ from obuilder_core.images.oci import (
     sha256_digest,
 )
 from obuilder_core.images.ref import parse_ref
-from obuilder_core.log import Emit
+from obuilder_core.log import Emit, Progress
 
 _SAFE = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-.")
 _TMP = ".tmp-"

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from http.client import HTTPResponse
 from pathlib import Path
 
-from obuilder_core.images.base import ImageConfig, ImageError, ImageNotFound, Progress
+from obuilder_core.images.base import ImageConfig, ImageError, ImageNotFound
 from obuilder_core.images.layers import apply_layers
 from obuilder_core.images.oci import (
     DOCKER_LIST,
@@ -41,7 +41,7 @@ from obuilder_core.images.oci import (
     sha256_digest,
 )
 from obuilder_core.images.ref import DOCKER_HUB, ImageRef, parse_ref
-from obuilder_core.log import Emit
+from obuilder_core.log import ByteCounter, Emit, Progress
 
 DOCKER_HUB_URL = "https://registry-1.docker.io"
 ACCEPT = ", ".join((OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST))
@@ -90,7 +90,7 @@ class Registry:
         self, name: str, rootfs: Path, log: Emit, progress: Progress | None = None
     ) -> ImageConfig:
         """ImageSource.fetch from the image's registry (or the mirror, for Docker Hub names);
-        `progress` gets the bytes of layers downloaded so far, after each PROGRESS_BYTES."""
+        `progress` gets the bytes of layers downloaded so far, after each MiB."""
         ref = parse_ref(name)
         base = self.endpoint(ref)
         host = urllib.parse.urlsplit(base).netloc
@@ -103,7 +103,7 @@ class Registry:
         # Layers are downloaded next to the rootfs (same filesystem, discarded with it).
         with tempfile.TemporaryDirectory(prefix=".pull-", dir=rootfs.parent) as tmp:
             paths = []
-            counter = _Counter(progress)
+            counter = ByteCounter(progress)
             for i, desc in enumerate(manifest.layers, 1):
                 log(f"layer {i}/{len(manifest.layers)} {desc.digest[:19]} {desc.size} B\n".encode())
                 paths.append(client.download(desc, Path(tmp) / f"layer{i}", counter.add))
@@ -138,23 +138,6 @@ def _resolve(client: _Client, ref: ImageRef, want: Platform | None, log: Emit) -
     if media_type not in MANIFEST_TYPES:
         raise ImageError(f"{client.where}: unsupported manifest type {media_type}")
     return parse_manifest(doc, client.where)
-
-
-PROGRESS_BYTES = 1 << 20
-"""How often a pull reports its progress: after each MiB downloaded."""
-
-
-class _Counter:
-    """Bytes downloaded over the layers of one pull, reported after each PROGRESS_BYTES."""
-
-    def __init__(self, progress: Progress | None) -> None:
-        self._progress = progress
-        self.total = 0
-
-    def add(self, n: int) -> None:
-        before, self.total = self.total, self.total + n
-        if self._progress is not None and before // PROGRESS_BYTES != self.total // PROGRESS_BYTES:
-            self._progress(self.total)
 
 
 class _Client:

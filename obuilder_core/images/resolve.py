@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from obuilder_core.images.base import ImageConfig, ImageNotFound, ImageSource, Progress
-from obuilder_core.log import Emit
+from obuilder_core.images.base import ImageConfig, ImageNotFound, ImageSource
+from obuilder_core.log import Emit, Progress
 
 if TYPE_CHECKING:
     import pluggy
