@@ -30,10 +30,14 @@ class FileTerminal:
         self._at_line_start = True
 
     def write(self, content: str, *, flush: bool = False) -> None:
-        if content:
+        if not content:
+            return
+        try:
             with self._path.open("a", encoding="utf-8") as f:
                 f.write(content)
-            self._at_line_start = content.endswith("\n")
+        except OSError:
+            return  # the controller has finished (or is stopping) and removed the directory
+        self._at_line_start = content.endswith("\n")
 
     def write_line(self, line: str) -> None:
         self.ensure_newline()

@@ -128,3 +128,11 @@ def test_a_copy_says_how_much_it_has_sent(pytester: pytest.Pytester) -> None:
     live._announce("/: (copy (src big) (dst /big))", live._step, time.monotonic() - 2)
     live.close()
     assert "[slow] running /: (copy (src big) (dst /big)) (2s, 3.1 MB sent)\n" in terminal.text
+
+
+def test_a_worker_line_after_the_controller_has_finished_goes_nowhere(tmp_path: Path) -> None:
+    relay = ProgressRelay(RecordingTerminal())
+    worker = FileTerminal(relay.file_for("gw0"))
+    relay.close()  # the controller is done: its directory is gone
+    worker.write_line("[slow] running /: (run (shell make)) (32s)")  # no error in the worker
+    assert not relay.dir.exists()

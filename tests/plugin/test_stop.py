@@ -82,4 +82,4 @@ def test_a_stop_signal_cancels_every_step_and_waits_for_its_container(
     assert proc.returncode == 128 + signum, out
     assert _running(busybox_store) == []
     assert list(runc_root(busybox_store).iterdir()) == []  # deleted, not just stopped
-    assert "Traceback" not in out
+    assert "Traceback" not in out, out
