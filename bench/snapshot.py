@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from obuilder_core.stores.btrfs import BtrfsStore
-from obuilder_core.stores.btrfs import open as open_btrfs
+from obuilder_core.stores.btrfs import open_backend as open_btrfs
 
 
 def sh(*argv: str) -> str:

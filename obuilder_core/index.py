@@ -39,6 +39,13 @@ CREATE TABLE IF NOT EXISTS caches (
   name    TEXT PRIMARY KEY, -- as written in the spec's (cache (NAME ...))
   used    REAL NOT NULL     -- last time a step mounted it
 );
+CREATE TABLE IF NOT EXISTS spec_keys (
+  spec     TEXT NOT NULL,    -- the spec file, as the build named it
+  position INTEGER NOT NULL, -- the step's number in that build (0: the first)
+  id       TEXT NOT NULL,    -- the step id the key gave
+  material TEXT NOT NULL,    -- the key's value tree, JSON (keys.material; no secret values)
+  PRIMARY KEY (spec, position)
+);
 """
 
 _LEAVES = """
@@ -276,6 +283,33 @@ class Index:
         """Drop cache `name`'s row (after the store deleted the cache)."""
         with self._db_locked():
             self._db.execute("DELETE FROM caches WHERE name = ?", (name,))
+
+    def last_key(self, spec: str, position: int) -> tuple[str, str] | None:
+        """(id, material JSON) of step `position` the last time `spec` was built, or None."""
+        with self._db_locked():
+            row = self._db.execute(
+                "SELECT id, material FROM spec_keys WHERE spec = ? AND position = ?",
+                (spec, position),
+            ).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def last_key_id(self, spec: str, position: int) -> str | None:
+        """Just the id of `last_key` (cheap: no material is read)."""
+        with self._db_locked():
+            row = self._db.execute(
+                "SELECT id FROM spec_keys WHERE spec = ? AND position = ?", (spec, position)
+            ).fetchone()
+        return row[0] if row else None
+
+    def record_key(self, spec: str, position: int, id: str, material: str) -> None:
+        """Remember the key of step `position` of this build of `spec` (for `last_key`)."""
+        with self._db_locked():
+            self._db.execute(
+                "INSERT INTO spec_keys (spec, position, id, material) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (spec, position) DO UPDATE SET id = excluded.id,"
+                " material = excluded.material",
+                (spec, position, id, material),
+            )
 
     def reconcile(self) -> tuple[list[str], list[str]]:
         """Make the index match the store; return (rows dropped, results added).

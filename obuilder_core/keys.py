@@ -145,9 +145,19 @@ def _value(key: StepKey) -> dict[str, Any]:
     raise TypeError(f"not a step key: {key!r}")
 
 
+def material(key: StepKey) -> dict[str, Any]:
+    """The value tree the id of `key` hashes (JSON-able): what `builder/explain.py` compares to
+    say why a step missed. Secret values appear only as their HMACs."""
+    return _value(key)
+
+
 def encode(key: StepKey) -> bytes:
     """The canonical bytes of `key`: equal keys give equal bytes, distinct keys distinct bytes."""
-    value = {"format": KEY_FORMAT, "step": _value(key)}
+    return _encode(_value(key))
+
+
+def _encode(step: dict[str, Any]) -> bytes:
+    value = {"format": KEY_FORMAT, "step": step}
     # ensure_ascii escapes everything non-ASCII, including the lone surrogates that stand for
     # non-UTF-8 file name bytes, so the text is well defined for any str.
     text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
@@ -157,6 +167,11 @@ def encode(key: StepKey) -> bytes:
 def step_id(key: StepKey) -> str:
     """The step id: 64 lowercase hex digits of SHA-256 over `encode(key)`."""
     return hashlib.sha256(encode(key)).hexdigest()
+
+
+def material_id(step: dict[str, Any]) -> str:
+    """`step_id` of the key whose `material` is `step` (computed once for both)."""
+    return hashlib.sha256(_encode(step)).hexdigest()
 
 
 def scratch_id(id: str, purpose: str) -> str:

@@ -14,6 +14,7 @@ import pytest
 from obuilder_core.builder import LimitError, Limits, ObuilderError
 from obuilder_core.spec import SpecError, check_spec, parse_spec
 from obuilder_core.spec.model import Pos, Spec
+from pytest_obuilder.core_warnings import core_warnings
 from pytest_obuilder.markers import SpecMark, comment_marks, leading_marks
 from pytest_obuilder.options import LIMITS_MARK, Settings, limits_from
 from pytest_obuilder.progress import BuildLog, LiveOutput
@@ -64,6 +65,9 @@ class BuilderSession:
                     registry_mirror=self.settings.registry_mirror,
                     limits=self.settings.limits,
                     watch=True,
+                    cache_from=self.settings.cache_from,
+                    cache_to=self.settings.cache_to,
+                    insecure_registry=self.settings.insecure_registry,
                 )
             except ObuilderError as e:
                 self._error = e
@@ -144,14 +148,15 @@ class SpecItem(pytest.Item):
             builder = session.builder()
             hits, misses = builder.stats()
             try:
-                result = builder.build(
-                    self.spec,
-                    settings.context or self.path.parent,
-                    secrets=dict(settings.secrets),
-                    log=log,
-                    use_cache=settings.use_cache,
-                    limits=self.limits,
-                )
+                with core_warnings():
+                    result = builder.build(
+                        self.spec,
+                        settings.context or self.path.parent,
+                        secrets=dict(settings.secrets),
+                        log=log,
+                        use_cache=settings.use_cache,
+                        limits=self.limits,
+                    )
             finally:
                 log.close()
                 # "Captured stdout call": shown on failure, and junit's system-out. Clipped:

@@ -60,6 +60,26 @@ def add_options(parser: pytest.Parser) -> None:
         help="pull base images through this registry mirror. ini: obuilder_registry_mirror",
     )
     group.addoption(
+        "--obuilder-cache-from",
+        action="append",
+        default=[],
+        metavar="HOST/REPO",
+        help="on a local miss, take steps from this registry cache; repeatable. ini: "
+        "obuilder_cache_from (one per line)",
+    )
+    group.addoption(
+        "--obuilder-cache-to",
+        metavar="HOST/REPO",
+        help="push every step the specs get to this registry cache. ini: obuilder_cache_to",
+    )
+    group.addoption(
+        "--obuilder-insecure-registry",
+        action="store_true",
+        default=None,
+        help="allow plain http to registries (always allowed for loopback). ini: "
+        "obuilder_insecure_registry",
+    )
+    group.addoption(
         "--obuilder-no-cache",
         action="store_true",
         default=None,
@@ -131,6 +151,9 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("obuilder_secrets", "ID:PATH secrets, one per line", type="linelist")
     parser.addini("obuilder_fast_sync", "no-op sync/fsync in the sandbox", type="bool")
     parser.addini("obuilder_registry_mirror", "registry mirror URL")
+    parser.addini("obuilder_cache_from", "registry caches to pull steps from", type="linelist")
+    parser.addini("obuilder_cache_to", "registry cache to push steps to, HOST/REPO")
+    parser.addini("obuilder_insecure_registry", "allow plain http to registries", type="bool")
     parser.addini("obuilder_no_cache", "run every step again", type="bool")
     parser.addini("obuilder_log_lines", "log lines shown for a failed step")
     parser.addini("obuilder_rebuild", "rebuild each step and compare (determinism)", type="bool")
@@ -161,6 +184,9 @@ class Settings:
     check_mtimes: bool = False
     limits: Limits = DEFAULT_LIMITS
     progress: str = "auto"
+    cache_from: tuple[str, ...] = ()
+    cache_to: str | None = None
+    insecure_registry: bool = False
 
 
 def read_settings(config: pytest.Config) -> Settings:
@@ -193,6 +219,13 @@ def read_settings(config: pytest.Config) -> Settings:
         check_mtimes=_flag(config, "obuilder_check_mtimes"),
         limits=_limits(config),
         progress=_progress(config),
+        cache_from=tuple(
+            config.getoption("obuilder_cache_from") or config.getini("obuilder_cache_from")
+        ),
+        cache_to=config.getoption("obuilder_cache_to")
+        or config.getini("obuilder_cache_to")
+        or None,
+        insecure_registry=_flag(config, "obuilder_insecure_registry"),
     )
 
 

@@ -37,6 +37,10 @@ class Step:
     heading: str
     cached: bool
     duration: float
+    pulled: bool = False
+    """Taken from a registry cache (`cached` too)."""
+    why: str | None = None
+    """Why it was not in the cache (builder/explain.py)."""
 
 
 @dataclass(frozen=True)
@@ -56,7 +60,14 @@ class SpecRun:
 def build_properties(result: BuildResult, hits: int, misses: int) -> list[tuple[str, object]]:
     """The user properties that carry `result` (and the store counters it moved) to reports."""
     steps = [
-        {"id": s.id, "heading": s.heading, "cached": s.cached, "duration": round(s.duration, 3)}
+        {
+            "id": s.id,
+            "heading": s.heading,
+            "cached": s.cached,
+            "duration": round(s.duration, 3),
+            "pulled": s.pulled_from is not None,
+            "why": s.miss_reason,
+        }
         for s in result.steps
     ]
     props: list[tuple[str, object]] = [
@@ -129,8 +140,10 @@ def step_lines(run: SpecRun) -> list[str]:
     """`-v` lines for one build: cached, built or failed, seconds, heading (aligned)."""
     out = []
     for step in run.steps:
-        status = "cached" if step.cached else "built"
+        status = "pulled" if step.pulled else "cached" if step.cached else "built"
         out.extend(_step_line(f"{status:<6} {step.duration:7.2f}s", step.heading))
+        if step.why is not None:
+            out.extend(_step_line(" " * 15, f"miss: {step.why}"))
     if run.failed_step is not None:
         out.extend(_step_line(f"{'failed':<6} {'':8}", run.failed_step))
     return out
@@ -166,9 +179,12 @@ def summary_table(runs: Iterable[SpecRun], *, all_specs: bool = False) -> str:
     built = sum(_built(r) for r in runs)
     failed = sum(r.failed_step is not None for r in runs)
     cached = sum(len(r.steps) for r in runs) - built
+    pulled = sum(s.pulled for r in runs for s in r.steps)
     unlisted = len(runs) - len(shown)
+    from_registry = f" ({pulled} from a registry cache)" if pulled else ""
     totals = (
-        f"{_count(len(runs), 'spec')}: {_count(cached, 'step')} from the cache, {built} built, "
+        f"{_count(len(runs), 'spec')}: {_count(cached, 'step')} from the cache{from_registry}, "
+        f"{built} built, "
         f"{failed} failed (store: {sum(r.hits for r in runs)} hits, "
         f"{sum(r.misses for r in runs)} misses)"
     )

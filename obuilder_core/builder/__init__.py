@@ -21,6 +21,7 @@ from obuilder_core.builder.usage import Usage, human_size
 from obuilder_core.errors import ObuilderError
 from obuilder_core.images import ImageInfo
 from obuilder_core.log import Tail
+from obuilder_core.remote.ref import parse_cache_ref
 from obuilder_core.sandbox.base import HOST_NETWORK, RunConfig
 from obuilder_core.sandbox.limits import (
     DEFAULT_LIMITS,
@@ -59,6 +60,7 @@ __all__ = [
     "default_store_spec",
     "format_size",
     "human_size",
+    "parse_cache_ref",
     "parse_seconds",
     "parse_size",
     "parse_store_spec",

@@ -11,17 +11,20 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import os
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from obuilder_core import keys
 from obuilder_core.builder.client import Client, StepFailure
 from obuilder_core.builder.context import Context
 from obuilder_core.builder.plans import CopyPlan, RunPlan
+from obuilder_core.builder.remote_steps import RemoteSteps
 from obuilder_core.builder.result import BuildResult, FinalSettings, LogEvent, StepRecord
 from obuilder_core.builder.step_runner import StepRunner
 from obuilder_core.builder.steps import fetch_base, read_image_config
@@ -29,11 +32,12 @@ from obuilder_core.builder.usage import Usage
 from obuilder_core.errors import ObuilderError
 from obuilder_core.images import ImageInfo, ImageSource, LocalImages, default_sources
 from obuilder_core.index import Index
-from obuilder_core.keys import BaseKey, CopyKey, run_key, scratch_id, step_id
+from obuilder_core.keys import BaseKey, CopyKey, run_key, scratch_id
 from obuilder_core.log import Emit
 from obuilder_core.manifest import DEFAULT_ALGORITHM, generate
 from obuilder_core.paths import copy_destination
 from obuilder_core.plugins import default_plugins
+from obuilder_core.remote.base import RemoteCache
 from obuilder_core.sandbox import DEFAULT_LIMITS, Limits, RunConfig, Sandbox, StepFailed
 from obuilder_core.secret_key import load_or_create_key, secret_digest
 from obuilder_core.spec.model import Copy, FromBuild, Run, Spec, UnixUser
@@ -77,10 +81,14 @@ class Builder:
         limits: Limits = DEFAULT_LIMITS,
         plugins: pluggy.PluginManager | None = None,
         location: str | None = None,
+        cache_from: Sequence[RemoteCache] = (),
+        cache_to: RemoteCache | None = None,
     ) -> None:
         """`limits`: what each run and copy step may use unless a build says otherwise;
         `plugins`: whose build events to call (default: `default_plugins()`); `location`:
-        the store as the user named it, `KIND:ARG` (default: its kind and root)."""
+        the store as the user named it, `KIND:ARG` (default: its kind and root);
+        `cache_from`: remote caches to ask on a local miss, in order; `cache_to`: the remote
+        cache every step a build gets is pushed to (builder/remote_steps.py)."""
         self.location = location or f"{store.kind}:{store.state_dir().parent}"
         self.sources = sources
         self.limits = limits
@@ -88,7 +96,9 @@ class Builder:
         self.index = Index(store)
         self._secret_key = load_or_create_key(state / "secret-key")
         self._stat_cache = StatCache(state / "stat-cache.sqlite")
-        self._steps = StepRunner(store, sandbox, self.index, (plugins or default_plugins()).hook)
+        remote = RemoteSteps(store, self.index, cache_from, cache_to)
+        hook = (plugins or default_plugins()).hook
+        self._steps = StepRunner(store, sandbox, self.index, hook, remote)
 
     # One owner of the store and sandbox: the step runner. Wrapping either (to count or gate
     # executions, as tests do) goes through these setters so that both layers see the wrapper.
@@ -117,12 +127,18 @@ class Builder:
         registry_mirror: str | None = None,
         limits: Limits = DEFAULT_LIMITS,
         watch: bool = False,
+        cache_from: Sequence[str] = (),
+        cache_to: str | None = None,
+        insecure_registry: bool = False,
     ) -> Builder:
         """A builder on store `store` (`KIND:ARG`; None: the default store) with runc.
 
         Without runc the store can still be maintained (delete, clean, df); a run or copy step
         then fails saying runc is missing. `watch`: see `Store.watch` (for the CLI and pytest).
+        `cache_from`, `cache_to`: registry caches, `HOST[:PORT]/REPO` (ObuilderError if
+        malformed); `insecure_registry`: plain http to them and to image registries.
         """
+        pulls, push = _registry_caches(cache_from, cache_to, insecure_registry)
         from obuilder_core.sandbox import SandboxError, UnavailableSandbox, state_dir_for
         from obuilder_core.stores.auto import default_store_spec
 
@@ -142,14 +158,26 @@ class Builder:
         except SandboxError as e:
             sandbox = UnavailableSandbox(str(e))
         opened.sweep()
-        sources = default_sources(state / "images", mirror=registry_mirror, plugins=plugins)
-        return cls(opened, sandbox, sources, limits=limits, plugins=plugins, location=location)
+        sources = default_sources(
+            state / "images", mirror=registry_mirror, allow_http=insecure_registry, plugins=plugins
+        )
+        return cls(
+            opened,
+            sandbox,
+            sources,
+            limits=limits,
+            plugins=plugins,
+            location=location,
+            cache_from=pulls,
+            cache_to=push,
+        )
 
     def close(self) -> None:
         """Stop the steps still running for clients that left (cancelled), wait until they
         are gone (at most CLOSE_GRACE seconds), then release the index, the stat cache and
         what the store holds for result paths."""
         self._steps.stop(CLOSE_GRACE)
+        self._steps.remote.close()
         self._stat_cache.close()
         self.index.close()
         self.store.close()
@@ -311,12 +339,37 @@ class Builder:
         builder's limits for this build's steps (they are not part of any step's id). Each
         step of the result carries what `rerun` needs to execute it again.
         """
-        context = Path(context)
+        client = Client(
+            log, cancel or threading.Event(), limits or self.limits, spec_name=_spec_name(spec)
+        )
+        return self._walk(spec, Path(context), secrets, client, use_cache)
+
+    def explain(
+        self, spec: Spec, context: Path, *, secrets: Mapping[str, bytes] = {}
+    ) -> BuildResult:
+        """Build nothing: each step of `spec` as the build would get it, cached or not, and
+        for a step that is not, why (`StepRecord.miss_reason`: what changed in its key since
+        the last build of this spec here). The result has no id; its failure says where the
+        walk had to stop (a base image or stage not in the store: later keys depend on it)."""
+        name = _spec_name(spec)
+        client = Client(None, threading.Event(), self.limits, spec_name=name, dry_run=True)
+        result = self._walk(spec, Path(context), secrets, client, use_cache=True)
+        return dataclasses.replace(result, id=None, settings=None)
+
+    def _walk(
+        self,
+        spec: Spec,
+        context: Path,
+        secrets: Mapping[str, bytes],
+        client: Client,
+        use_cache: bool,
+    ) -> BuildResult:
+        """The build loop for `client`; its failures become the result's."""
         if not context.is_dir():
             raise ObuilderError(f"build context {context}: not a directory")
-        client = Client(log, cancel or threading.Event(), limits or self.limits)
         ctx = Context(src_dir=context, shell=self.sandbox.default_shell, secrets=dict(secrets))
         with contextlib.ExitStack() as held:
+            held.callback(self._report_pushes, client)
             try:
                 id, end = self._build(spec, ctx, client, held, use_cache)
             except StepFailure as e:
@@ -325,6 +378,12 @@ class Builder:
                 return BuildResult(None, tuple(client.steps), client.fail(str(e)).failure)
         settings = FinalSettings(env=end.env, workdir=end.workdir, user=end.user, shell=end.shell)
         return BuildResult(id, tuple(client.steps), None, settings)
+
+    def _report_pushes(self, client: Client) -> None:
+        """Wait for the build's pushes to a `--cache-to` cache; say how they went."""
+        summary = self._steps.remote.summary(client.pushes)
+        if summary is not None:
+            client.event("note", summary.line())
 
     def _build(
         self,
@@ -374,7 +433,8 @@ class Builder:
         return id, ctx
 
     def _base(self, image: str, client: Client, held: contextlib.ExitStack) -> str:
-        id = step_id(BaseKey(image))
+        material = keys.material(BaseKey(image))
+        id = keys.material_id(material)
         sources, store = self.sources, self.location
         self._steps.get(
             id,
@@ -383,7 +443,13 @@ class Builder:
             held,
             fresh=False,
             fill=lambda tmp, w, _c: fetch_base(tmp, image, w, sources, store, client.progress),
+            material=material,
         )
+        if client.dry_run and not self._steps.has(id):
+            raise client.fail(
+                f"base image {image} is not in the store: the steps after it cannot be"
+                " explained without fetching it (build the spec once)"
+            )
         return id
 
     def _run(
@@ -416,7 +482,9 @@ class Builder:
             secret_digests=digests,
         )
         fresh = op.uncached or not use_cache
-        id = scratch_id(step_id(key), "fresh") if fresh else step_id(key)
+        material = keys.material(key)
+        id = keys.material_id(material)
+        id = scratch_id(id, "fresh") if fresh else id
         config = RunConfig(
             argv=(*ctx.shell, op.shell),
             cwd=ctx.workdir,
@@ -427,7 +495,7 @@ class Builder:
         )
         mounted = {s.target: v for s, v in zip(op.secrets, values, strict=True)}
         plan = RunPlan(config, tuple(op.cache), mounted)
-        self._steps.get(id, parent, client, held, fresh=fresh, plan=plan)
+        self._steps.get(id, parent, client, held, fresh=fresh, plan=plan, material=material)
         return id
 
     def _copy(
@@ -462,7 +530,9 @@ class Builder:
             manifests=items,
             algorithm=DEFAULT_ALGORITHM,
         )
-        id = scratch_id(step_id(key), "fresh") if not use_cache else step_id(key)
+        material = keys.material(key)
+        id = keys.material_id(material)
+        id = scratch_id(id, "fresh") if not use_cache else id
         plan = CopyPlan(
             items,
             dst,
@@ -472,7 +542,7 @@ class Builder:
             context=None if stage else ctx.src_dir,
             stage=stage,
         )
-        self._steps.get(id, parent, client, held, fresh=not use_cache, plan=plan)
+        self._steps.get(id, parent, client, held, fresh=not use_cache, plan=plan, material=material)
         return id
 
     @contextlib.contextmanager
@@ -550,6 +620,27 @@ class Builder:
             if not self._steps.has(id):
                 raise ObuilderError(f"Build result {_quote(id)} not found")
             yield
+
+
+def _spec_name(spec: Spec) -> str | None:
+    """Whose earlier builds explain this build's misses: the spec file (absolute), or the
+    name a spec made in code was given; None for `<string>`-like names, which many specs
+    share (no explanations then)."""
+    name = spec.from_pos.file if spec.from_pos is not None else None
+    if name is None or name.startswith("<"):
+        return None
+    return os.path.abspath(name) if os.path.isfile(name) else name
+
+
+def _registry_caches(
+    cache_from: Sequence[str], cache_to: str | None, insecure: bool
+) -> tuple[list[RemoteCache], RemoteCache | None]:
+    if not cache_from and not cache_to:
+        return [], None  # and no import of the registry client
+    from obuilder_core.remote.registry_cache import RegistryCache
+
+    pulls: list[RemoteCache] = [RegistryCache(r, allow_http=insecure) for r in cache_from]
+    return pulls, RegistryCache(cache_to, allow_http=insecure) if cache_to else None
 
 
 class _Throwaway(Exception):

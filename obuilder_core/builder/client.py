@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
 
 from obuilder_core.builder.result import BuildFailure, LogEvent, StepRecord
@@ -31,6 +32,9 @@ class Client:
         log: Callable[[LogEvent], None] | None,
         cancel: threading.Event,
         limits: Limits = DEFAULT_LIMITS,
+        *,
+        spec_name: str | None = None,
+        dry_run: bool = False,
     ) -> None:
         self._log = log
         self.cancel = cancel
@@ -40,6 +44,16 @@ class Client:
         self.heading = ""
         self.pos: Pos | None = None  # where the current step is written
         self.stage: str | None = None  # the child build (stage) being built, if any
+        self.pushes: list[Future[bool]] = []  # its steps' pushes to a --cache-to cache
+        self.spec_name = spec_name  # whose earlier builds explain a miss (None: no one's)
+        self.dry_run = dry_run  # only look: say what is cached and why the rest is not
+
+    def step_number(self, id: str) -> int | None:
+        """The number (from 1) of the step with this id among the build's steps so far."""
+        for n, step in enumerate(self.steps, 1):
+            if step.id == id:
+                return n
+        return None
 
     def event(self, kind: str, text: str) -> None:
         if self._log is not None:

@@ -31,7 +31,9 @@ class StepRecord:
 
     `parent` is the step it was built on (None for a base image) and `plan` what it does
     (None for a base image): enough to execute it again (`Builder.rerun`). `pos`: where the
-    step is written in the spec; `stage`: the child build it belongs to (None: the main one).
+    step is written in the spec; `stage`: the child build it belongs to (None: the main one);
+    `pulled_from`: the remote cache it came from (`registry cache HOST/REPO`; `cached` too);
+    `miss_reason`: why it was not in the cache (builder/explain.py), for a step that missed.
     """
 
     id: str
@@ -43,6 +45,8 @@ class StepRecord:
     plan: Plan | None = field(default=None, repr=False, compare=False)
     pos: Pos | None = field(default=None, repr=False, compare=False)
     stage: str | None = None
+    pulled_from: str | None = None
+    miss_reason: str | None = None
 
     @property
     def name(self) -> str:

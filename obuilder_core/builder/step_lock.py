@@ -67,9 +67,10 @@ Execute = Callable[[Emit, threading.Event], None]
 @dataclass(frozen=True)
 class Outcome:
     """How a step ended for its clients: found in the store, built (by this process or one
-    it followed), failed (with the message and the path of its whole log) or cancelled."""
+    it followed), pulled from a remote cache (the message names it), failed (with the message
+    and the path of its whole log) or cancelled."""
 
-    kind: Literal["cached", "saved", "failed", "cancelled"]
+    kind: Literal["cached", "saved", "pulled", "failed", "cancelled"]
     message: str = ""
     log_path: Path | None = None
 

@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from obuilder_core.builder.client import Client
+from obuilder_core.builder.explain import why_missed
 from obuilder_core.builder.flights import FlightCancelled, Flights
 from obuilder_core.builder.plans import CopyPlan, Plan, RunPlan
+from obuilder_core.builder.remote_steps import RemoteSteps
 from obuilder_core.builder.result import StepRecord
 from obuilder_core.builder.step_lock import CANCELLED, Execute, Outcome, StepLocks
 from obuilder_core.builder.steps import copy_files, run_command
@@ -44,8 +47,14 @@ class StepRunner:
     """Gets steps done on one store with one sandbox, shared between concurrent builds."""
 
     def __init__(
-        self, store: Store, sandbox: Sandbox, index: Index, events: pluggy.HookRelay
+        self,
+        store: Store,
+        sandbox: Sandbox,
+        index: Index,
+        events: pluggy.HookRelay,
+        remote: RemoteSteps | None = None,
     ) -> None:
+        self.remote = remote or RemoteSteps(store, index)
         self.store = store
         self.sandbox = sandbox
         self.index = index
@@ -56,6 +65,14 @@ class StepRunner:
         self._lock = threading.Lock()
         self._hits = 0
         self._misses = 0
+
+    @property
+    def store(self) -> Store:
+        return self._store
+
+    @store.setter
+    def store(self, store: Store) -> None:
+        self._store = self.remote.store = store
 
     def stop(self, grace: float) -> None:
         """Stop the steps still running for clients that left (cancelled) and wait until
@@ -83,15 +100,25 @@ class StepRunner:
         fresh: bool,
         plan: Plan | None = None,
         fill: Fill | None = None,
+        material: dict[str, Any] | None = None,
     ) -> None:
         """Get step `id` from the cache or build it (with `plan`, or `fill` for a base
-        image); raise StepFailure if it fails."""
+        image); raise StepFailure if it fails. `material`: the step's key (`keys.material`),
+        to say why it missed; a dry-run client (`Builder.explain`) stops there."""
         started = time.monotonic()
         if client.cancel.is_set():
             raise client.fail("Cancelled at user's request")
         # Protect first, then look: a prune running now cannot remove what we then find.
         held.enter_context(self.index.protect([id] if parent is None else [id, parent]))
         saved = None if fresh else self.saved_log(id)
+        why = None
+        if material is not None and client.spec_name is not None and not fresh:
+            why = self._remember(id, material, client, explain=saved is None)
+        if client.dry_run:
+            client.steps.append(self._looked_at(id, parent, saved, plan, client, why))
+            return
+        if why is not None:
+            client.event("note", f"---> miss: {why}")
         if saved is not None:
             self._touch(id)
             if parent is None:  # a base image: its log says how it was unpacked, long ago
@@ -102,10 +129,12 @@ class StepRunner:
         else:
             assert fill is not None or plan is not None
             fill = fill or self.fill(plan, progress=client.progress)  # type: ignore[arg-type]
-            execute = self._executor(id, parent, fill)
+            execute = self._executor(id, parent, fill, remote=not fresh)
             outcome = self._once(id, execute, client)
+            if outcome.kind == "saved" and self.remote.pulled_from(id):
+                outcome = Outcome("pulled", self.remote.pulled_from(id) or "")
         with self._lock:
-            if outcome.kind == "cached":
+            if outcome.kind in ("cached", "pulled"):
                 self._hits += 1
             else:
                 self._misses += 1
@@ -113,21 +142,66 @@ class StepRunner:
             raise client.fail(outcome.message, outcome.log_path)
         if outcome.kind == "cached":
             client.event("note", f"---> using {ocaml_string(id)} from cache")
+        elif outcome.kind == "pulled":
+            client.event("note", f"---> using {ocaml_string(id)} from {outcome.message}")
         else:
             client.event("note", f"---> saved as {ocaml_string(id)}")
         record = StepRecord(
             id=id,
             heading=client.heading,
-            cached=outcome.kind == "cached",
+            cached=outcome.kind in ("cached", "pulled"),
             duration=time.monotonic() - started,
             log_path=self.result(id) / "log",
             parent=parent,
             plan=plan,
             pos=client.pos,
             stage=client.stage,
+            pulled_from=outcome.message if outcome.kind == "pulled" else None,
+            miss_reason=why,
         )
         client.steps.append(record)
+        if not fresh and (pushing := self.remote.push(id, parent)) is not None:
+            client.pushes.append(pushing)
         self._events.obuilder_step_finished(step=record)
+
+    @staticmethod
+    def _looked_at(
+        id: str,
+        parent: str | None,
+        saved: Path | None,
+        plan: Plan | None,
+        client: Client,
+        why: str | None,
+    ) -> StepRecord:
+        """A dry run's record of a step: cached (`saved`: its log) or not, and why not."""
+        cached = saved is not None
+        return StepRecord(
+            id, client.heading, cached, 0.0, saved, parent, plan, client.pos, client.stage,
+            miss_reason=why,
+        )  # fmt: skip
+
+    def _remember(
+        self, id: str, material: dict[str, Any], client: Client, *, explain: bool
+    ) -> str | None:
+        """Why step `id` missed (if `explain`), from the key this spec step had last time;
+        then, unless a dry run, remember this key for the next build's explanation."""
+        assert client.spec_name is not None
+        position = len(client.steps)
+        why = None
+        try:
+            if explain:
+                last = self.index.last_key(client.spec_name, position)
+                why = why_missed(
+                    json.loads(last[1]) if last else None,
+                    material,
+                    same_id=last is not None and last[0] == id,
+                    step_of=client.step_number,
+                )
+            if not client.dry_run and self.index.last_key_id(client.spec_name, position) != id:
+                self.index.record_key(client.spec_name, position, id, json.dumps(material))
+        except StoreError as e:  # a full disk must not fail the build for an explanation
+            logger.warning("cannot record the key of step %s: %s", id, e)
+        return why
 
     def _once(self, id: str, execute: Execute, client: Client) -> Outcome:
         """Build step `id` once for every client of every process that asks for it now,
@@ -176,38 +250,47 @@ class StepRunner:
     def has(self, id: str) -> bool:
         return self.store.result(id) is not None
 
-    def _executor(self, id: str, parent: str | None, fill: Fill) -> Execute:
+    def _executor(self, id: str, parent: str | None, fill: Fill, *, remote: bool) -> Execute:
+        """Execute the step (or pull it from a `--cache-from` cache, if `remote`) and index it."""
+
         def execute(write: Emit, cancel: threading.Event) -> None:
-            def in_tmp(tmp: Path) -> None:
-                with open(tmp / "log", "wb") as saved:
-
-                    def tee(data: bytes) -> None:
-                        saved.write(data)
-                        saved.flush()
-                        write(data)
-
-                    fill(tmp, tee, cancel)
-
-            try:
-                self.store.build(id, parent, in_tmp)
-            except OSError as e:
-                if e.errno != errno.ENOSPC:
-                    raise
-                raise StoreError(f"no space left on device: {self._full()}") from None
-            except StepFailed as e:
-                if e.reason is None and is_full(self.store.state_dir()):
-                    # e.g. `dd` inside the step filled the disk and exited 1
-                    reason = f"no space left on device ({self._full()})"
-                    raise StepFailed(
-                        e.argv, status=e.status, signum=e.signum, reason=reason
-                    ) from None
-                raise
+            if not (remote and self.remote.pull(id, parent, write)):
+                self._build(id, parent, fill, write, cancel)
             try:
                 self.index.add(id, parent)
             except StoreError as e:  # the step is committed; reconcile indexes it at next open
                 logger.warning("step %s saved, but not indexed yet: %s", id, e)
 
         return execute
+
+    def _build(
+        self, id: str, parent: str | None, fill: Fill, write: Emit, cancel: threading.Event
+    ) -> None:
+        """Execute the step's `fill` in a temporary dir and commit it."""
+
+        def in_tmp(tmp: Path) -> None:
+            self.remote.built_here(tmp)
+            with open(tmp / "log", "wb") as saved:
+
+                def tee(data: bytes) -> None:
+                    saved.write(data)
+                    saved.flush()
+                    write(data)
+
+                fill(tmp, tee, cancel)
+
+        try:
+            self.store.build(id, parent, in_tmp)
+        except OSError as e:
+            if e.errno != errno.ENOSPC:
+                raise
+            raise StoreError(f"no space left on device: {self._full()}") from None
+        except StepFailed as e:
+            if e.reason is None and is_full(self.store.state_dir()):
+                # e.g. `dd` inside the step filled the disk and exited 1
+                reason = f"no space left on device ({self._full()})"
+                raise StepFailed(e.argv, status=e.status, signum=e.signum, reason=reason) from None
+            raise
 
     def fill(
         self,

@@ -33,6 +33,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "obuilder_core.cli.image",
     "obuilder_core.cli.build_commands",
     "obuilder_core.cli.verify_command",
+    "obuilder_core.cli.explain_command",
 )
 
 PROG = "obuilder"

@@ -119,6 +119,16 @@ def _store_arg(text: str) -> str:
     return text
 
 
+def _cache_ref_arg(text: str) -> str:
+    from obuilder_core.builder import parse_cache_ref
+
+    try:
+        parse_cache_ref(text)
+    except ObuilderError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
 def _store_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--store",
@@ -141,6 +151,27 @@ def _builder_options(p: argparse.ArgumentParser) -> None:
         metavar="URL",
         default=None,
         help="pull images from this registry mirror instead of Docker Hub",
+    )
+    remote = p.add_argument_group("registry cache (docs/cache.md)")
+    remote.add_argument(
+        "--cache-from",
+        metavar="HOST/REPO",
+        type=_cache_ref_arg,
+        action="append",
+        default=[],
+        help="on a local miss, take the step from this registry cache if it has it (repeatable)",
+    )
+    remote.add_argument(
+        "--cache-to",
+        metavar="HOST/REPO",
+        type=_cache_ref_arg,
+        default=None,
+        help="push every step the build gets to this registry cache",
+    )
+    remote.add_argument(
+        "--insecure-registry",
+        action="store_true",
+        help="allow plain http to registries (always allowed for 127.0.0.1 and localhost)",
     )
     limits = p.add_argument_group("limits of each step")
     limits.add_argument(
@@ -285,6 +316,9 @@ def _open_builder(args: argparse.Namespace) -> Any:
         registry_mirror=args.registry_mirror,
         limits=limits_of(args),
         watch=True,
+        cache_from=args.cache_from,
+        cache_to=args.cache_to,
+        insecure_registry=args.insecure_registry,
     )
 
 

@@ -204,7 +204,7 @@ class _Applier:
             os.symlink(m.linkname, base, dir_fd=pfd)
             if self.as_root:
                 os.chown(base, m.uid, m.gid, dir_fd=pfd, follow_symlinks=False)
-            os.utime(base, (m.mtime, m.mtime), dir_fd=pfd, follow_symlinks=False)
+            os.utime(base, ns=_mtime_ns(m), dir_fd=pfd, follow_symlinks=False)
         elif m.islnk():
             self.create_hardlink(m, pfd, base)
         elif m.ischr() or m.isblk() or m.isfifo():
@@ -223,7 +223,7 @@ class _Applier:
                 os.fchown(fd, m.uid, m.gid)
                 _set_xattrs(fd, m)
             os.fchmod(fd, m.mode & 0o7777)  # after chown, which clears setuid bits
-            os.utime(fd, (m.mtime, m.mtime))
+            os.utime(fd, ns=_mtime_ns(m))
 
     def create_hardlink(self, m: tarfile.TarInfo, pfd: int, base: str) -> None:
         target = split_name(m.linkname, self.where, what="hard link target")
@@ -252,7 +252,7 @@ class _Applier:
         if self.as_root:
             os.chown(base, m.uid, m.gid, dir_fd=pfd, follow_symlinks=False)
         os.chmod(base, m.mode & 0o7777, dir_fd=pfd)
-        os.utime(base, (m.mtime, m.mtime), dir_fd=pfd, follow_symlinks=False)
+        os.utime(base, ns=_mtime_ns(m), dir_fd=pfd, follow_symlinks=False)
 
     def whiteout(self, parents: Parts, base: str, entry: str) -> None:
         pfd = self.walk(parents, entry, create=base == OPAQUE)
@@ -285,9 +285,23 @@ class _Applier:
             os.close(pfd)
         try:
             os.fchmod(fd, m.mode & 0o7777)
-            os.utime(fd, (m.mtime, m.mtime))
+            os.utime(fd, ns=_mtime_ns(m))
         finally:
             os.close(fd)
+
+
+def _mtime_ns(m: tarfile.TarInfo) -> tuple[int, int]:
+    """(atime, mtime) in ns: exact from a PAX `mtime` record (`SECONDS.FRACTION`, which tarfile
+    reads as a float that loses the nanoseconds), else the header's seconds."""
+    record = m.pax_headers.get("mtime")
+    if record is not None:
+        whole, _, frac = record.partition(".")
+        if whole.lstrip("-").isdigit() and (frac == "" or frac.isdigit()):
+            sign = -1 if whole.startswith("-") else 1
+            ns = int(whole) * 1_000_000_000 + sign * int((frac + "0" * 9)[:9] or 0)
+            return ns, ns
+    ns = int(m.mtime * 1_000_000_000)
+    return ns, ns
 
 
 def _lstat(name: str, dir_fd: int) -> os.stat_result | None:
