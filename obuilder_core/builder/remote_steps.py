@@ -23,7 +23,7 @@ from pathlib import Path
 from obuilder_core.errors import ObuilderError
 from obuilder_core.index import Index
 from obuilder_core.log import Emit, replay
-from obuilder_core.remote.base import Pulled, RemoteCache, RemoteError
+from obuilder_core.remote.base import Pulled, RemoteCache, RemoteError, RemoteUnreachable
 from obuilder_core.stores import Store
 
 logger = logging.getLogger(__name__)
@@ -67,26 +67,45 @@ class RemoteSteps:
         self.cache_to = cache_to
         self._lock = threading.Lock()
         self._pushes: dict[str, Future[bool]] = {}
+        self._down: set[str] = set()  # caches that did not answer: not asked again
         self._pool: ThreadPoolExecutor | None = None
 
     def pull(self, id: str, parent: str | None, write: Emit) -> bool:
         """Commit step `id` from the first `--cache-from` cache that has a good entry, sending
         its log to `write`; False if none has (or every one failed: warned)."""
         for cache in self.cache_from:
+            if self._is_down(cache):
+                continue
             with self._scratch() as scratch:
                 try:
                     pulled = cache.pull(id, parent, scratch)
                     if pulled is None:
                         continue
                     self.store.build(id, parent, _recorded(pulled))
+                except RemoteUnreachable as e:
+                    self._went_down(cache, e)
+                    continue
                 except (ObuilderError, OSError) as e:
-                    logger.warning(
-                        "%s: step %s not used: %s; building it locally", cache.label, id, e
-                    )
+                    why = _unlabelled(str(e), cache.label)
+                    logger.warning("%s: step %s not used: %s; building it", cache.label, id, why)
                     continue
             replay(self.store.result(id) / "log", write)  # type: ignore[operator]
             return True
         return False
+
+    def _is_down(self, cache: RemoteCache) -> bool:
+        with self._lock:
+            return cache.label in self._down
+
+    def _went_down(self, cache: RemoteCache, e: Exception) -> None:
+        """Stop asking `cache` (one warning): a registry that does not answer would cost
+        every later step its timeout."""
+        with self._lock:
+            if cache.label in self._down:
+                return
+            self._down.add(cache.label)
+        why = _unlabelled(str(e), cache.label)
+        logger.warning("%s: %s; not used again by this builder", cache.label, why)
 
     def pulled_from(self, id: str) -> str | None:
         """The cache step `id` was pulled from, if it was (by any process)."""
@@ -132,6 +151,9 @@ class RemoteSteps:
                     sent += 1
                 else:
                     present += 1
+            except RemoteUnreachable as e:
+                failed += 1
+                self._went_down(self.cache_to, e)
             except (ObuilderError, OSError) as e:
                 failed += 1
                 why = _unlabelled(str(e), self.cache_to.label)
@@ -144,6 +166,8 @@ class RemoteSteps:
             self._pool.shutdown(wait=True)
 
     def _push_one(self, cache: RemoteCache, id: str, parent: str | None) -> bool:
+        if self._is_down(cache):
+            raise RemoteUnreachable(f"step {id} not pushed: the cache did not answer before")
         with contextlib.ExitStack() as held:
             held.enter_context(self.index.protect([id] if parent is None else [id, parent]))
             files = self.store.result(id)

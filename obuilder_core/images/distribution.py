@@ -135,6 +135,10 @@ class Missing(ImageNotFound):
     """The registry answered 404: no such manifest or blob."""
 
 
+class Unreachable(ImageNotFound):
+    """The registry did not answer: connection refused, name unknown, timed out."""
+
+
 Body = Callable[[], IO[bytes] | bytes]
 """Makes a request body afresh (a request may be sent twice: before and after auth)."""
 
@@ -293,11 +297,11 @@ class RegistryClient:
             raise
         except urllib.error.URLError as e:
             reason = getattr(e.reason, "strerror", None) or e.reason
-            raise ImageNotFound(f"{self.where}: cannot connect: {reason}") from None
+            raise Unreachable(f"{self.where}: cannot connect: {reason}") from None
         except TimeoutError:
-            raise ImageNotFound(f"{self.where}: timed out") from None
+            raise Unreachable(f"{self.where}: timed out") from None
         except (OSError, http.client.HTTPException) as e:
-            raise ImageNotFound(
+            raise Unreachable(
                 f"{self.where}: cannot connect: {getattr(e, 'strerror', None) or e}"
             ) from None
 

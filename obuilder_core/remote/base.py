@@ -22,6 +22,10 @@ class RemoteError(ObuilderError):
     a failed build; the step is then built locally."""
 
 
+class RemoteUnreachable(RemoteError):
+    """The remote cache did not answer at all: the runner stops asking it (one warning)."""
+
+
 @dataclass(frozen=True)
 class Pulled:
     """A verified entry, downloaded: `apply(step_dir)` writes it onto a clone of its parent."""

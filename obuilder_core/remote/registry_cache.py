@@ -29,11 +29,11 @@ from pathlib import Path
 from typing import Any
 
 from obuilder_core.errors import ObuilderError
-from obuilder_core.images.distribution import RegistryClient, registry_url
+from obuilder_core.images.distribution import RegistryClient, Unreachable, registry_url
 from obuilder_core.images.layer_writer import write_layer
 from obuilder_core.images.layers import apply_layer
 from obuilder_core.images.oci import OCI_MANIFEST, Descriptor, load_json, sha256_digest
-from obuilder_core.remote.base import Pulled, RemoteError
+from obuilder_core.remote.base import Pulled, RemoteError, RemoteUnreachable
 from obuilder_core.remote.ref import parse_cache_ref
 
 STEP_CONFIG = "application/vnd.obuilder.step.v1+json"
@@ -56,7 +56,7 @@ class RegistryCache:
     `allow_http`: plain http to a non-loopback host (`--insecure-registry`).
     """
 
-    def __init__(self, ref: str, *, allow_http: bool = False, timeout: float = 60.0) -> None:
+    def __init__(self, ref: str, *, allow_http: bool = False, timeout: float = 20.0) -> None:
         self.ref = parse_cache_ref(ref)
         self.label = f"registry cache {self.ref}"
         self._allow_http = allow_http
@@ -89,6 +89,8 @@ class RegistryCache:
             _check_config(config, id, parent, where)
             layer = client.download(layer_desc, scratch / "layer.tar.gz")
             log = client.download(log_desc, scratch / "log")
+        except Unreachable as e:
+            raise RemoteUnreachable(str(e)) from None
         except ObuilderError as e:
             raise RemoteError(str(e)) from None
         _check_diff_id(layer, config["layer_diff_id"], where)
@@ -133,6 +135,8 @@ class RegistryCache:
             client.upload_blob(config_desc, lambda: config)
             manifest = _manifest(config_desc, layer_desc, log_desc, id, parent)
             client.put_manifest(tag_of(id), manifest, OCI_MANIFEST)  # last: the entry appears
+        except Unreachable as e:
+            raise RemoteUnreachable(str(e)) from None
         except (ObuilderError, OSError) as e:
             raise RemoteError(f"cannot push step {id}: {e}") from None
         return True
