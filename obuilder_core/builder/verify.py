@@ -14,6 +14,7 @@ import contextlib
 import os
 import shutil
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -47,6 +48,10 @@ DEFAULT_VARY = ("hostname", "tz", "cpus", "env")
 (missing locales make some tools warn) and `umask` (runc always starts commands with umask 0022,
 so it never varies between real builds, yet varying it flags every step that creates a file), and
 `fileorder` (a FUSE mount per rebuilt run step, and FUSE slows file-heavy steps down)."""
+CLOCK_GAP = 2.0
+"""Seconds at least between a step's execution and its rebuild's: a step that records the time
+at one-second resolution (`date +%s`, a tar or gzip header; zip's is two seconds) then differs
+whenever it is nondeterministic, not only when the two runs straddle a second."""
 STAT_CACHE = "verify-stat-cache.sqlite"
 """Digests of compared files, in the store's state dir (cached results are compared again)."""
 UMASK = "0002"
@@ -176,8 +181,10 @@ class _Checker:
         check_mtimes: bool,
         stat_cache: StatCache,
         cancel: threading.Event | None,
+        clock_gap: float = CLOCK_GAP,
     ) -> None:
         self.builder = builder
+        self.clock_gap = clock_gap
         self.stat_cache = stat_cache
         self.vary = vary
         self.keep = keep
@@ -193,6 +200,7 @@ class _Checker:
         """Rebuild `step` and compare; False once a result differs or a rebuild failed."""
         store = self.builder.store
         assert step.plan is not None and step.parent is not None
+        self._wait_for_clock(step)
         with contextlib.ExitStack() as views:
             try:
                 original = views.enter_context(store.view(step.id))
@@ -260,6 +268,16 @@ class _Checker:
                 views.close()  # the views go before the scratch result they show
                 store.delete(scratch)
 
+    def _wait_for_clock(self, step: StepRecord) -> None:
+        """Start the rebuild `clock_gap` seconds after the step was saved, at the earliest:
+        its clock then reads at least that much later than the original's did."""
+        row = self.builder.index.get(step.id)
+        if row is None:
+            return
+        delay = row.created + self.clock_gap - time.time()
+        if delay > 0:
+            (self.cancel or threading.Event()).wait(delay)
+
     def _note(self, text: str) -> None:
         if text not in self.notes:
             self.notes.append(text)
@@ -277,16 +295,18 @@ def verify(
     check_mtimes: bool = False,
     cancel: threading.Event | None = None,
     log: Callable[[LogEvent], None] | None = None,
+    clock_gap: float = CLOCK_GAP,
 ) -> VerifyResult:
     """Build `spec` (using the cache), rebuild each run/copy step on the same parent and
     compare; stop at the first divergent step. Never raises for a failing step (see
     VerifyResult.failure); raises ObuilderError for a bad context. `log` gets the build's
-    log events (the rebuilds' output goes only to their scratch logs).
+    log events (the rebuilds' output goes only to their scratch logs). `clock_gap`: seconds
+    at least between a step's execution and its rebuild (0 only where no step reads the time).
     """
     vary, notes = _available(vary)
     cache_path = builder.store.state_dir() / STAT_CACHE
     with StatCache(cache_path) as cache:
-        checker = _Checker(builder, vary, keep, check_mtimes, cache, cancel)
+        checker = _Checker(builder, vary, keep, check_mtimes, cache, cancel, clock_gap)
         checker.notes += notes
         result = builder.build(spec, context, secrets=secrets, cancel=cancel, log=log)
         if result.failure is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ import pytest
 
 from obuilder_core.builder import Builder
 from obuilder_core.builder.verify import VARIATIONS, VerifyError, format_report, parse_vary, verify
+from obuilder_core.sandbox import state_dir_for
 from tests.builder.helpers import spec
 from tests.fixtures.root import require_tool
 from tests.verify.test_cli import run_verify
@@ -41,7 +43,9 @@ def no_leftover_mounts() -> Iterator[None]:
 def check(builder: Builder, context: Path, *ops: str, vary: str = "fileorder", keep: bool = False):
     """Verify a busybox spec made of `ops` with `--vary` text `vary`."""
     chosen = parse_vary(vary)
-    return verify(builder, spec(*ops), context, spec_name="t.spec", vary=chosen, keep=keep)
+    return verify(
+        builder, spec(*ops), context, spec_name="t.spec", vary=chosen, keep=keep, clock_gap=0.0
+    )
 
 
 @pytest.mark.usefixtures("no_leftover_mounts")
@@ -158,17 +162,32 @@ def test_cancelled_rebuild_unmounts(verify_builder: Builder, context: Path) -> N
     cancel = threading.Event()
     before = set(disorderfs_mounts())
 
-    def cancel_when_mounted() -> None:
+    runc_root = state_dir_for(verify_builder.store.state_dir()) / "runc"
+
+    def running() -> bool:
+        listed = subprocess.run(
+            ["runc", "--root", str(runc_root), "list", "-q"], capture_output=True, text=True
+        )
+        return bool(listed.stdout.strip())
+
+    def cancel_when_running() -> None:
+        # Events, not delays: the rebuild's view is mounted, then its container runs.
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and set(disorderfs_mounts()) <= before:
             time.sleep(0.05)
-        time.sleep(0.5)  # let runc start the command
+        while time.monotonic() < deadline and not running():
+            time.sleep(0.05)
         cancel.set()
 
-    watcher = threading.Thread(target=cancel_when_mounted, daemon=True)
+    watcher = threading.Thread(target=cancel_when_running, daemon=True)
     watcher.start()
     result = verify(
-        verify_builder, spec(MAKE_DIR, op), context, vary=parse_vary("fileorder"), cancel=cancel
+        verify_builder,
+        spec(MAKE_DIR, op),
+        context,
+        vary=parse_vary("fileorder"),
+        cancel=cancel,
+        clock_gap=0.0,
     )
     watcher.join()
     assert result.exit_code == 2, format_report(result)
