@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from obuilder_core.builder.archive_diff import archive_detail
 from obuilder_core.errors import ObuilderError
 from obuilder_core.manifest import DEFAULT_ALGORITHM, hash_file
 from obuilder_core.stat_cache import StatCache
@@ -241,7 +242,11 @@ def _meta(
 
 
 def content_detail(a: Path, b: Path, limit_lines: int = DIFF_LINES) -> str:
-    """A unified diff of two small text files, or a hex summary of where two binaries differ."""
+    """Two archives' member differences (tar, gzip, zip, ar: `archive_diff.py`), else a unified
+    diff of two small text files, else a hex summary of where two binaries differ."""
+    archives = archive_detail(a, b)
+    if archives is not None:
+        return archives
     try:
         da, db = a.read_bytes()[: TEXT_DIFF_LIMIT + 1], b.read_bytes()[: TEXT_DIFF_LIMIT + 1]
     except OSError as e:
