@@ -96,6 +96,9 @@ class Divergence:
     details: tuple[tuple[str, str], ...] = ()
     pos: Pos | None = None
     """Where the step is written in the spec."""
+    blame: str | None = None
+    """Which variation makes the step differ (`explain`): `differs under: tz`, or `differs
+    with no variation (the step itself is nondeterministic)`; None if not looked for."""
 
     def summary(self) -> str:
         """One line: `not deterministic at step HEADING: /PATH differs (content)`."""
@@ -182,9 +185,11 @@ class _Checker:
         stat_cache: StatCache,
         cancel: threading.Event | None,
         clock_gap: float = CLOCK_GAP,
+        explain: bool = True,
     ) -> None:
         self.builder = builder
         self.clock_gap = clock_gap
+        self.explain = explain
         self.stat_cache = stat_cache
         self.vary = vary
         self.keep = keep
@@ -261,11 +266,57 @@ class _Checker:
                 if x.kind == "content"
             )[:DETAIL_FILES]
             kept = store.result(scratch) if keep else None
-            self.divergence = Divergence(step.name, step.id, scratch, diff, kept, details, step.pos)
+            blame = self._blame(step, original) if self.explain else None
+            self.divergence = Divergence(
+                step.name, step.id, scratch, diff, kept, details, step.pos, blame
+            )
             return False
         finally:
             if not keep:
                 views.close()  # the views go before the scratch result they show
+                store.delete(scratch)
+
+    def _blame(self, step: StepRecord, original: Path) -> str:
+        """Which variation makes `step` differ, as reprotest's --auto-build says: rebuild it
+        with no variation, then with each one alone, and compare each with the original."""
+        if self._differs(step, original, ()):
+            return "differs with no variation (the step itself is nondeterministic)"
+        alone = [v for v in self.vary if self._differs(step, original, (v,))]
+        if alone:
+            return f"differs under: {', '.join(alone)}"
+        return f"differs only under several variations together: {', '.join(self.vary)}"
+
+    def _differs(self, step: StepRecord, original: Path, vary: tuple[str, ...]) -> bool:
+        """Whether a rebuild of `step` with only `vary` differs from `original` (or fails)."""
+        assert step.plan is not None and step.parent is not None
+        store = self.builder.store
+        scratch = scratch_id(step.id, "verify-blame")
+        run = step.plan.config if isinstance(step.plan, RunPlan) else None
+        with contextlib.ExitStack() as views:
+            parent = views.enter_context(store.view(step.parent))
+            config = varied_config(run, vary, parent / "rootfs") if run is not None else None
+            cpus = "cpus" in vary and run is not None and len(os.sched_getaffinity(0)) > 1
+            sandbox = None
+            if "fileorder" in vary and run is not None:
+                sandbox = DisorderedSandbox(self.builder.sandbox)
+            try:
+                with _one_cpu(cpus):
+                    self.builder.rerun(
+                        step, scratch, config=config, sandbox=sandbox, cancel=self.cancel
+                    )
+            except StepFailed:
+                return True
+            try:
+                rebuilt = views.enter_context(store.view(scratch))
+                diff = compare_trees(
+                    original / "rootfs",
+                    rebuilt / "rootfs",
+                    check_mtimes=self.check_mtimes,
+                    stat_cache=self.stat_cache,
+                )
+                return not diff.same
+            finally:
+                views.close()
                 store.delete(scratch)
 
     def _wait_for_clock(self, step: StepRecord) -> None:
@@ -296,17 +347,20 @@ def verify(
     cancel: threading.Event | None = None,
     log: Callable[[LogEvent], None] | None = None,
     clock_gap: float = CLOCK_GAP,
+    explain: bool = True,
 ) -> VerifyResult:
     """Build `spec` (using the cache), rebuild each run/copy step on the same parent and
     compare; stop at the first divergent step. Never raises for a failing step (see
     VerifyResult.failure); raises ObuilderError for a bad context. `log` gets the build's
     log events (the rebuilds' output goes only to their scratch logs). `clock_gap`: seconds
     at least between a step's execution and its rebuild (0 only where no step reads the time).
+    `explain`: when a step differs, rebuild it again with each variation alone to name the
+    one responsible (`Divergence.blame`).
     """
     vary, notes = _available(vary)
     cache_path = builder.store.state_dir() / STAT_CACHE
     with StatCache(cache_path) as cache:
-        checker = _Checker(builder, vary, keep, check_mtimes, cache, cancel, clock_gap)
+        checker = _Checker(builder, vary, keep, check_mtimes, cache, cancel, clock_gap, explain)
         checker.notes += notes
         result = builder.build(spec, context, secrets=secrets, cancel=cancel, log=log)
         if result.failure is not None:
@@ -364,6 +418,8 @@ def format_report(result: VerifyResult, *, show_same: bool = True) -> str:
             lines.append(f"deterministic: {result.checked} step(s) rebuilt, results identical")
         return "\n".join(lines)
     lines.append(f"NOT deterministic at step {d.heading}")
+    if d.blame is not None:
+        lines.append(f"  {d.blame}")
     lines.append(f"  A (cached):  {d.id}")
     lines.append(f"  B (rebuilt): {d.rebuilt_id}" + ("" if d.kept else " (deleted)"))
     if d.kept is not None:

@@ -42,6 +42,12 @@ def register(subparsers: Any) -> None:
         "--keep", action="store_true", help="keep the divergent rebuild and print both paths"
     )
     p.add_argument("--check-mtimes", action="store_true", help="also compare modification times")
+    p.add_argument(
+        "--no-explain",
+        action="store_true",
+        help="when a step differs, do not rebuild it once per variation to name the one "
+        "responsible",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="do not print the build log")
     p.set_defaults(func=cmd_verify)
 
@@ -73,6 +79,7 @@ def _verify(args: argparse.Namespace) -> int:
                 keep=args.keep,
                 check_mtimes=args.check_mtimes,
                 cancel=cancel,
+                explain=not args.no_explain,
                 log=printer,
             )
         )

@@ -52,6 +52,35 @@ def test_divergent_step_is_reported(
 
 
 @pytest.mark.parametrize(
+    ("command", "blame"),
+    [
+        ("hostname > /host", "differs under: hostname"),
+        ("date +%H > /hour", "differs under: tz"),
+        ("env | sort > /env", "differs under: tz, env"),  # TZ is in the environment too
+        ("nproc > /cpus", "differs under: cpus"),
+        (
+            "echo $RANDOM$RANDOM > /random",
+            "differs with no variation (the step itself is nondeterministic)",
+        ),
+    ],
+)
+def test_the_report_names_the_variation_responsible(
+    verify_builder: Builder, context: Path, command: str, blame: str
+) -> None:
+    """As reprotest --auto-build: the step is rebuilt with no variation, then each alone."""
+    op = f'(run (shell "{command}"))'
+    result = check(verify_builder, context, op, vary="hostname,tz,env,cpus")
+    assert result.divergence is not None and result.divergence.blame == blame
+    assert f"NOT deterministic at step /: {op}\n  {blame}\n" in format_report(result)
+
+
+def test_no_explain_skips_the_extra_rebuilds(verify_builder: Builder, context: Path) -> None:
+    result = check(verify_builder, context, '(run (shell "hostname > /h"))', vary="hostname",
+                   explain=False)  # fmt: skip
+    assert result.divergence is not None and result.divergence.blame is None
+
+
+@pytest.mark.parametrize(
     "command",
     [
         "echo 1700000000 > /stamp",
