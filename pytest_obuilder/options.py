@@ -96,7 +96,7 @@ def add_options(parser: pytest.Parser) -> None:
         "--obuilder-vary",
         metavar="all|none|LIST",
         help="with --obuilder-rebuild: what the rebuild varies, as `obuilder verify --vary` "
-        "(default: hostname,tz,cpus,env). ini: obuilder_vary",
+        "(default: hostname,domain,tz,cpus,env). ini: obuilder_vary",
     )
     group.addoption(
         "--obuilder-check-mtimes",

@@ -36,6 +36,8 @@ EXIT_SAME, EXIT_DIFFERENT, EXIT_ERROR = 0, 1, 2
 #: Every variation, and what it changes in the rebuild (see docs/verify.md).
 VARIATIONS = {
     "hostname": "hostname builder -> verify-rebuild",
+    "domain": "domain name (none) -> verify-rebuild.invalid",
+    "home": "HOME=/nonexistent/verify-rebuild (a home that cannot be written, as reprotest)",
     "tz": "TZ=VRF-14 (UTC+14) in the environment",
     "locale": "LANG and LC_ALL=fr_CH.UTF-8",
     "umask": "umask 0002 instead of 0022 (wraps the command in the image's /bin/sh)",
@@ -43,9 +45,11 @@ VARIATIONS = {
     "env": "an extra variable OBUILDER_VERIFY_VARIATION=1",
     "fileorder": "the rootfs seen through disorderfs: directory entries in reverse order",
 }
-DEFAULT_VARY = ("hostname", "tz", "cpus", "env")
+DEFAULT_VARY = ("hostname", "domain", "tz", "cpus", "env")
 """Cheap and safe, and only flagging steps that really read them. Left out by default: `locale`
-(missing locales make some tools warn) and `umask` (runc always starts commands with umask 0022,
+(missing locales make some tools warn), `home` (a tool that keeps a cache in $HOME fails
+when it cannot write there: a finding reprotest makes too, but not one every correct build
+passes) and `umask` (runc always starts commands with umask 0022,
 so it never varies between real builds, yet varying it flags every step that creates a file), and
 `fileorder` (a FUSE mount per rebuilt run step, and FUSE slows file-heavy steps down)."""
 CLOCK_GAP = 2.0
@@ -56,6 +60,8 @@ STAT_CACHE = "verify-stat-cache.sqlite"
 """Digests of compared files, in the store's state dir (cached results are compared again)."""
 UMASK = "0002"
 HOSTNAME = "verify-rebuild"
+DOMAIN = "verify-rebuild.invalid"
+HOME = "/nonexistent/verify-rebuild"
 DETAIL_FILES = 10
 
 
@@ -146,12 +152,15 @@ def varied_config(config: RunConfig, vary: tuple[str, ...], rootfs: Path) -> Run
         set_env("LC_ALL", "fr_CH.UTF-8")
     if "env" in vary:
         set_env("OBUILDER_VERIFY_VARIATION", "1")
+    if "home" in vary:
+        set_env("HOME", HOME)
     argv = config.argv
     if "umask" in vary and _has_shell(rootfs):
         # "$@" passes the original argv through unchanged; exec keeps the process tree the same.
         argv = ("/bin/sh", "-c", f'umask {UMASK} && exec "$@"', "sh", *argv)
     hostname = HOSTNAME if "hostname" in vary else config.hostname
-    return replace(config, env=tuple(env), argv=argv, hostname=hostname)
+    domain = DOMAIN if "domain" in vary else config.domainname
+    return replace(config, env=tuple(env), argv=argv, hostname=hostname, domainname=domain)
 
 
 def _has_shell(rootfs: Path) -> bool:

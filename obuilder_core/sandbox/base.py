@@ -57,6 +57,8 @@ class RunConfig:
     env: tuple[tuple[str, str], ...] = ()
     user: tuple[int, int] = (0, 0)
     hostname: str = "builder"
+    domainname: str | None = None
+    """The UTS domain name (`domainname`); None leaves it unset, as OBuilder does."""
     network: tuple[str, ...] = ()
     mounts: tuple[Mount, ...] = ()
     secrets: tuple[SecretMount, ...] = ()

@@ -127,6 +127,9 @@ def make_config(
         "seccomp": default_profile(CAPABILITIES, machine, fast_sync=fast_sync),
         "resources": resources(config.limits, swap_accounting=swap_accounting),
     }
+    if config.domainname:
+        # runc 1.1 ignores the spec's `domainname`; the UTS namespace's sysctl works.
+        linux["sysctl"] = {"kernel.domainname": config.domainname}
     return {
         "ociVersion": "1.0.1-dev",
         "process": {

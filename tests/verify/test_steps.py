@@ -170,3 +170,18 @@ def test_a_step_of_a_child_build_is_named_with_its_stage(
     assert result.divergence is not None, report
     assert result.divergence.heading == 'dev: /: (run (shell "echo $RANDOM$RANDOM > /r"))'
     assert 'NOT deterministic at step dev: /: (run (shell "echo $RANDOM$RANDOM > /r"))' in report
+
+
+@pytest.mark.parametrize(
+    ("command", "vary", "path"),
+    [
+        ("cat /proc/sys/kernel/domainname > /domain", "domain", "domain"),
+        ('echo \\"$HOME\\" > /home-path', "home", "home-path"),
+    ],
+)
+def test_domain_and_home_variations(
+    verify_builder: Builder, context: Path, command: str, vary: str, path: str
+) -> None:
+    result = check(verify_builder, context, f'(run (shell "{command}"))', vary=vary)
+    assert result.divergence is not None, format_report(result)
+    assert [(d.kind, d.path) for d in result.divergence.diff.differences] == [("content", path)]
