@@ -14,15 +14,15 @@ import pytest
 from obuilder_core.builder import LimitError, Limits, ObuilderError
 from obuilder_core.spec import SpecError, check_spec, parse_spec
 from obuilder_core.spec.model import Pos, Spec
-from pytest_obuilder.core_warnings import core_warnings
+from pytest_obuilder.core_warnings import ObuilderWarning, core_warnings
 from pytest_obuilder.markers import SpecMark, comment_marks, leading_marks
 from pytest_obuilder.options import LIMITS_MARK, Settings, limits_from
 from pytest_obuilder.progress import BuildLog, LiveOutput
 from pytest_obuilder.relay import WORKER_KEY, FileTerminal
-from pytest_obuilder.report import STEPS, build_properties, failure_text, located
+from pytest_obuilder.report import EXPORTED, STEPS, build_properties, failure_text, located
 
 if TYPE_CHECKING:
-    from obuilder_core.builder import Builder, BuildFailure
+    from obuilder_core.builder import Builder, BuildFailure, BuildResult
 
 
 class BuilderSession:
@@ -176,6 +176,25 @@ class SpecItem(pytest.Item):
             raise _SpecFailed(result.failure)
         if settings.rebuild:
             self._check_determinism(builder)
+        if settings.export_to is not None and result.id is not None:
+            self._export(builder, result, settings)
+
+    def _export(self, builder: Builder, result: BuildResult, settings: Settings) -> None:
+        """Push the passing spec's result as an image; a failed push is a warning, as a
+        registry cache push is."""
+        from obuilder_core.builder.export import export_ref
+
+        assert result.id is not None and settings.export_to is not None
+        ref = export_ref(settings.export_to, self.nodeid.split("::")[0])
+        insecure = settings.insecure_registry
+        try:
+            exported = builder.export(
+                result.id, ref, settings=result.settings, insecure_registry=insecure
+            )
+        except ObuilderError as e:
+            warnings.warn(ObuilderWarning(f"export to {ref} failed: {e}"), stacklevel=1)
+            return
+        self.user_properties.append((EXPORTED, f"{exported.target}@{exported.digest}"))
 
     def _check_determinism(self, builder: Builder) -> None:
         """Rebuild every step (all cached by now) on its parent; fail if one differs."""

@@ -73,6 +73,12 @@ def add_options(parser: pytest.Parser) -> None:
         help="push every step the specs get to this registry cache. ini: obuilder_cache_to",
     )
     group.addoption(
+        "--obuilder-export-to",
+        metavar="HOST/REPO",
+        help="push each passing spec's result as an image HOST/REPO:TAG, TAG from the spec's "
+        "path (docs/export.md). ini: obuilder_export_to",
+    )
+    group.addoption(
         "--obuilder-insecure-registry",
         action="store_true",
         default=None,
@@ -153,6 +159,7 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("obuilder_registry_mirror", "registry mirror URL")
     parser.addini("obuilder_cache_from", "registry caches to pull steps from", type="linelist")
     parser.addini("obuilder_cache_to", "registry cache to push steps to, HOST/REPO")
+    parser.addini("obuilder_export_to", "repository passing specs' results are pushed to")
     parser.addini("obuilder_insecure_registry", "allow plain http to registries", type="bool")
     parser.addini("obuilder_no_cache", "run every step again", type="bool")
     parser.addini("obuilder_log_lines", "log lines shown for a failed step")
@@ -187,6 +194,7 @@ class Settings:
     cache_from: tuple[str, ...] = ()
     cache_to: str | None = None
     insecure_registry: bool = False
+    export_to: str | None = None
 
 
 def read_settings(config: pytest.Config) -> Settings:
@@ -226,6 +234,7 @@ def read_settings(config: pytest.Config) -> Settings:
         or config.getini("obuilder_cache_to")
         or None,
         insecure_registry=_flag(config, "obuilder_insecure_registry"),
+        export_to=_export_to(config),
     )
 
 
@@ -307,6 +316,18 @@ def _progress(config: pytest.Config) -> str:
 
 def _path(value: str | None, base: Path) -> Path | None:
     return base / value if value else None
+
+
+def _export_to(config: pytest.Config) -> str | None:
+    text = config.getoption("obuilder_export_to") or config.getini("obuilder_export_to")
+    if not text:
+        return None
+    from obuilder_core.builder.export import check_export_repository
+
+    try:
+        return check_export_repository(text)
+    except ObuilderError as e:
+        raise pytest.UsageError(f"obuilder: {e}") from None
 
 
 def _flag(config: pytest.Config, name: str) -> bool:

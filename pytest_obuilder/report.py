@@ -24,6 +24,8 @@ if TYPE_CHECKING:  # the builder is imported only when a spec is built
 RESULT_ID = "obuilder_result_id"
 STEPS = "obuilder_steps"
 FAILED_STEP = "obuilder_failed_step"
+EXPORTED = "obuilder_exported"
+"""`HOST/REPO:TAG@DIGEST` of the image `--obuilder-export-to` pushed."""
 HITS = "obuilder_store_hits"
 MISSES = "obuilder_store_misses"
 SHORT_ID = 12

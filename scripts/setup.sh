@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Install what the project needs on Debian 12, idempotently: the system tools the real
-# parts use (runc, btrfs, zfs-fuse, a registry, skopeo, umoci, busybox) and a virtualenv
+# parts use (runc, btrfs, zfs-fuse, a registry, skopeo, umoci, buildah, busybox) and a virtualenv
 # under the repository with the package and its dev tools.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
     python3-venv runc btrfs-progs zfs-fuse docker-registry skopeo umoci busybox-static
-    rsync debootstrap psmisc zstd disorderfs gcc libc6-dev
+    rsync debootstrap psmisc zstd disorderfs gcc libc6-dev buildah
 )
 
 missing=()

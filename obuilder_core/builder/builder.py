@@ -49,6 +49,8 @@ from obuilder_core.stores import CacheBusy, Store, open_store
 if TYPE_CHECKING:
     import pluggy
 
+    from obuilder_core.builder.export import Exported
+
 logger = logging.getLogger(__name__)
 
 CLOSE_GRACE = 30.0
@@ -342,7 +344,12 @@ class Builder:
         client = Client(
             log, cancel or threading.Event(), limits or self.limits, spec_name=_spec_name(spec)
         )
-        return self._walk(spec, Path(context), secrets, client, use_cache)
+        result = self._walk(spec, Path(context), secrets, client, use_cache)
+        if result.ok:  # the store keeps no final env/workdir/user: `export` needs them
+            from obuilder_core.builder.result_records import remember
+
+            remember(self.store.state_dir(), result)
+        return result
 
     def explain(
         self, spec: Spec, context: Path, *, secrets: Mapping[str, bytes] = {}
@@ -552,6 +559,26 @@ class Builder:
         pruning until the block ends. Raises ObuilderError if there is no such result."""
         with self._kept(id), self.store.view(id) as step_dir:
             yield step_dir / "rootfs"
+
+    def export(
+        self,
+        id: str,
+        to: str,
+        *,
+        settings: FinalSettings | None = None,
+        insecure_registry: bool = False,
+    ) -> Exported:
+        """Write result `id` as an OCI image to `to`: `oci:DIR[:TAG]`, `docker-archive:FILE`
+        or `HOST[:PORT]/REPO[:TAG]` (builder/export.py): one layer per step, the config with
+        the spec's final env, workdir and user (`settings`, default: what the last build
+        ending at `id` recorded). `insecure_registry`: plain http to a non-loopback registry.
+        ObuilderError if there is no such result, the target is malformed or the write fails."""
+        from obuilder_core.builder.export import export_result
+
+        with self._kept(id):
+            return export_result(
+                self.store, self.index, id, to, settings=settings, allow_http=insecure_registry
+            )
 
     def run_on(
         self, id: str, config: RunConfig, *, cancel: threading.Event | None = None

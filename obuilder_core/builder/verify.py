@@ -23,6 +23,8 @@ from obuilder_core.builder.builder import Builder
 from obuilder_core.builder.plans import RunPlan
 from obuilder_core.builder.result import BuildFailure, LogEvent, StepRecord
 from obuilder_core.builder.tree_diff import TreeDiff, compare_trees, content_detail
+from obuilder_core.builder.variations import DEFAULT_VARY as DEFAULT_VARY  # re-exported
+from obuilder_core.builder.variations import VARIATIONS as VARIATIONS
 from obuilder_core.errors import ObuilderError
 from obuilder_core.keys import scratch_id
 from obuilder_core.log import Tail
@@ -33,25 +35,6 @@ from obuilder_core.stat_cache import StatCache
 
 EXIT_SAME, EXIT_DIFFERENT, EXIT_ERROR = 0, 1, 2
 
-#: Every variation, and what it changes in the rebuild (see docs/verify.md).
-VARIATIONS = {
-    "hostname": "hostname builder -> verify-rebuild",
-    "domain": "domain name (none) -> verify-rebuild.invalid",
-    "home": "HOME=/nonexistent/verify-rebuild (a home that cannot be written, as reprotest)",
-    "tz": "TZ=VRF-14 (UTC+14) in the environment",
-    "locale": "LANG and LC_ALL=fr_CH.UTF-8",
-    "umask": "umask 0002 instead of 0022 (wraps the command in the image's /bin/sh)",
-    "cpus": "the command runs on one CPU (affinity) instead of all",
-    "env": "an extra variable OBUILDER_VERIFY_VARIATION=1",
-    "fileorder": "the rootfs seen through disorderfs: directory entries in reverse order",
-}
-DEFAULT_VARY = ("hostname", "domain", "tz", "cpus", "env")
-"""Cheap and safe, and only flagging steps that really read them. Left out by default: `locale`
-(missing locales make some tools warn), `home` (a tool that keeps a cache in $HOME fails
-when it cannot write there: a finding reprotest makes too, but not one every correct build
-passes) and `umask` (runc always starts commands with umask 0022,
-so it never varies between real builds, yet varying it flags every step that creates a file), and
-`fileorder` (a FUSE mount per rebuilt run step, and FUSE slows file-heavy steps down)."""
 CLOCK_GAP = 2.0
 """Seconds at least between a step's execution and its rebuild's: a step that records the time
 at one-second resolution (`date +%s`, a tar or gzip header; zip's is two seconds) then differs

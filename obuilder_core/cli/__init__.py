@@ -21,7 +21,6 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from importlib.metadata import PackageNotFoundError, version
 from typing import NoReturn
 
 from obuilder_core.builder import ObuilderError
@@ -34,6 +33,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "obuilder_core.cli.build_commands",
     "obuilder_core.cli.verify_command",
     "obuilder_core.cli.explain_command",
+    "obuilder_core.cli.export_command",
 )
 
 PROG = "obuilder"
@@ -85,10 +85,20 @@ def error_line(error: ObuilderError) -> str:
 
 
 def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version  # ~50 ms: only for --version
+
     try:
         return version("pytest-obuilder")
     except PackageNotFoundError:
         return "unknown"
+
+
+class _VersionAction(argparse.Action):
+    """`--version`, looking the version up only when asked."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
+        print(f"{PROG} {_version()}")
+        parser.exit()
 
 
 class _ArgumentParser(argparse.ArgumentParser):
@@ -107,7 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Build OBuilder specs: cached, sandboxed build steps.",
         epilog=f"The default store (where --store is not given) is {default_store_spec()}.",
     )
-    parser.add_argument("--version", action="version", version=f"{PROG} {_version()}")
+    parser.add_argument(
+        "--version", action=_VersionAction, nargs=0, help="show the version and exit"
+    )
     parser.add_argument(
         "-v", "--verbose", action="count", default=0, help="more log output (repeat for debug)"
     )

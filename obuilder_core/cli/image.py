@@ -7,8 +7,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tabulate import tabulate
-
 
 def register(subparsers: Any) -> None:
     """Add the `image` command (with `import` and `ls`) to the CLI's subparsers."""
@@ -67,6 +65,8 @@ def ls_command(args: argparse.Namespace) -> int:
     with Builder.open(args.store) as builder:
         infos = builder.images()
     rows = [(i.name, i.digest, human_size(i.size)) for i in infos]
+    from tabulate import tabulate  # only `image ls` needs it
+
     print(tabulate(rows, headers=["NAME", "DIGEST", "SIZE"], tablefmt="plain"))
     return 0
 

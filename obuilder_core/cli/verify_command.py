@@ -21,7 +21,7 @@ EXIT_ERROR = 2
 
 def register(subparsers: Any) -> None:
     """Add `verify` to the `obuilder` subcommands."""
-    from obuilder_core.builder.verify import DEFAULT_VARY, VARIATIONS
+    from obuilder_core.builder.variations import DEFAULT_VARY, VARIATIONS
 
     p = subparsers.add_parser(
         "verify",

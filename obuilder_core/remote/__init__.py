@@ -1,13 +1,15 @@
-"""Caches of step results beyond the store's disk (an OCI registry), shared between machines."""
+"""Caches of step results beyond the store's disk (an OCI registry), shared between machines.
+
+The backend (`registry_cache.RegistryCache`) is imported only where one is used: a build
+without `--cache-from`/`--cache-to` loads no HTTP client.
+"""
 
 from obuilder_core.remote.base import Pulled, RemoteCache, RemoteError, RemoteUnreachable
 from obuilder_core.remote.ref import CacheRef, parse_cache_ref
-from obuilder_core.remote.registry_cache import RegistryCache
 
 __all__ = [
     "CacheRef",
     "Pulled",
-    "RegistryCache",
     "RemoteCache",
     "RemoteError",
     "RemoteUnreachable",

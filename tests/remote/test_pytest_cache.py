@@ -3,7 +3,9 @@ store of its own) builds nothing."""
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -91,3 +93,39 @@ def test_a_malformed_cache_reference_is_a_usage_error(
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     message = "ERROR: obuilder: registry cache 'https://example.com/x': expected HOST[:PORT]/REPO"
     result.stderr.re_match_lines([re.escape(message)])
+
+
+def test_export_to_pushes_each_passing_spec_as_an_image(
+    pytester: pytest.Pytester, registry: RunningRegistry, busybox_store: str
+) -> None:
+    require_root()
+    require_tool("runc", "skopeo")
+    pytester.makefile(".spec", one=SPEC.format(name="one"), two=SPEC.format(name="two"))
+    pytester.makefile(".spec", broken='((from busybox) (shell /bin/sh -c) (run (shell "exit 3")))')
+    repo = f"{registry.host}/pytest/results"
+    result = pytester.runpytest_subprocess(
+        f"--obuilder-store={busybox_store}", f"--obuilder-export-to={repo}"
+    )
+    result.assert_outcomes(passed=2, failed=1)
+    for tag in ("one", "two"):
+        inspected = subprocess.run(
+            ["skopeo", "inspect", "--tls-verify=false", f"docker://{repo}:{tag}"],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        assert len(json.loads(inspected.stdout)["Layers"]) == 3  # base and two runs
+    missing = subprocess.run(
+        ["skopeo", "inspect", "--tls-verify=false", f"docker://{repo}:broken"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert missing.returncode != 0  # a failing spec is not exported
+
+
+def test_a_malformed_export_repository_is_a_usage_error(
+    pytester: pytest.Pytester, busybox_store: str
+) -> None:
+    pytester.makefile(".spec", one=SPEC.format(name="one"))
+    result = pytester.runpytest_subprocess(
+        f"--obuilder-store={busybox_store}", "--obuilder-export-to=127.0.0.1:5000/x:tag"
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.re_match_lines([r"ERROR: obuilder: export repository '127.0.0.1:5000/x:tag'"])
