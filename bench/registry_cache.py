@@ -14,9 +14,7 @@ and prints each as a ratio to `cold` of the same run, with the medians.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -26,7 +24,7 @@ sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO))
 
 from snapshot import loop_btrfs  # noqa: E402  (bench/ is not a package)
-from workload import SPEC, build, make_srcdir, timed  # noqa: E402
+from workload import SPEC, build, busybox_image, make_srcdir, timed  # noqa: E402
 
 from obuilder_core.builder import Builder  # noqa: E402
 from obuilder_core.images import LocalImages  # noqa: E402
@@ -48,14 +46,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    if os.geteuid() != 0:
-        raise SystemExit("run as root (loop device, btrfs, runc)")
-    oci = REPO / "build" / "busybox-oci"
-    subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "build-busybox-image.py"), str(oci)],
-        check=True,
-        capture_output=True,
-    )
+    oci = busybox_image()
     times: dict[str, list[float]] = {"cold": [], "push": [], "pulled": []}
     with (
         loop_btrfs("8G") as mnt,

@@ -158,11 +158,8 @@ class Floors:
         )
 
 
-def main() -> None:
-    """Run every scenario `--runs` times and print medians and ratios."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=5)
-    args = parser.parse_args()
+def busybox_image() -> Path:
+    """The busybox OCI layout (built if needed), after checking the bench runs as root."""
     if os.geteuid() != 0:
         raise SystemExit("run as root (loop device, btrfs, runc)")
     oci = REPO / "build" / "busybox-oci"
@@ -171,6 +168,15 @@ def main() -> None:
         check=True,
         capture_output=True,
     )
+    return oci
+
+
+def main() -> None:
+    """Run every scenario `--runs` times and print medians and ratios."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    oci = busybox_image()
     with loop_btrfs() as mnt, tempfile.TemporaryDirectory(prefix="obuilder-w-") as ctx_dir:
         context = Path(ctx_dir)
         make_srcdir(context)

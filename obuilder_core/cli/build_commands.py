@@ -109,24 +109,30 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=cmd_df)
 
 
+def checked_arg(check: Callable[[str], object]) -> Callable[[str], str]:
+    """An argparse `type` that keeps the text but refuses it, as a usage error, when `check`
+    raises ObuilderError: bad values are reported before anything is opened."""
+
+    def convert(text: str) -> str:
+        try:
+            check(text)
+        except ObuilderError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+        return text
+
+    return convert
+
+
 def _store_arg(text: str) -> str:
     from obuilder_core.builder import parse_store_spec
 
-    try:
-        parse_store_spec(text)
-    except ObuilderError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-    return text
+    return checked_arg(parse_store_spec)(text)
 
 
 def _cache_ref_arg(text: str) -> str:
     from obuilder_core.builder import parse_cache_ref
 
-    try:
-        parse_cache_ref(text)
-    except ObuilderError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-    return text
+    return checked_arg(parse_cache_ref)(text)
 
 
 def _store_option(p: argparse.ArgumentParser) -> None:

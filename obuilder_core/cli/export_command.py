@@ -6,9 +6,8 @@ import argparse
 import re
 from typing import Any
 
-from obuilder_core.builder import ObuilderError
 from obuilder_core.cli import EXIT_OK, UsageError
-from obuilder_core.cli.build_commands import _store_option
+from obuilder_core.cli.build_commands import _store_option, checked_arg
 
 TARGETS = "oci:DIR[:TAG], docker-archive:FILE[:NAME:TAG] or HOST[:PORT]/REPO[:TAG]"
 
@@ -42,11 +41,7 @@ def _target_arg(text: str) -> str:
     store is opened."""
     from obuilder_core.builder.export import check_target
 
-    try:
-        check_target(text)
-    except ObuilderError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-    return text
+    return checked_arg(check_target)(text)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
