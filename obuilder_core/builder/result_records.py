@@ -51,9 +51,12 @@ def remember(state_dir: Path, result: BuildResult) -> None:
         "chain": [list(step) for step in chain],
     }
     path = state_dir / RESULTS / f"{result.id}.json"
+    data = json.dumps(doc, indent=1).encode()
     try:
+        if _unchanged(path, data):  # a cached build again: a read, not a write per build
+            return
         path.parent.mkdir(exist_ok=True)
-        _write_atomically(path, json.dumps(doc, indent=1).encode())
+        _write_atomically(path, data)
     except OSError as e:
         logger.warning("cannot record the final settings of %s for export: %s", result.id, e)
 
@@ -100,6 +103,13 @@ def _user_json(user: User) -> dict[str, Any]:
 
 def _user_of(doc: dict[str, Any]) -> User:
     return UnixUser(int(doc["uid"]), int(doc["gid"])) if "uid" in doc else NamedUser(doc["name"])
+
+
+def _unchanged(path: Path, data: bytes) -> bool:
+    try:
+        return path.read_bytes() == data
+    except FileNotFoundError:
+        return False
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

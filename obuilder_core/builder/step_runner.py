@@ -191,13 +191,16 @@ class StepRunner:
         try:
             if explain:
                 last = self.index.last_key(client.spec_name, position)
+                last_id = last[0] if last else None
                 why = why_missed(
                     json.loads(last[1]) if last else None,
                     material,
-                    same_id=last is not None and last[0] == id,
+                    same_id=last_id == id,
                     step_of=client.step_number,
                 )
-            if not client.dry_run and self.index.last_key_id(client.spec_name, position) != id:
+            else:
+                last_id = self.index.last_key_id(client.spec_name, position)
+            if not client.dry_run and last_id != id:
                 self.index.record_key(client.spec_name, position, id, json.dumps(material))
         except StoreError as e:  # a full disk must not fail the build for an explanation
             logger.warning("cannot record the key of step %s: %s", id, e)

@@ -211,29 +211,11 @@ class _Checker:
     ) -> bool:
         store = self.builder.store
         scratch = scratch_id(step.id, "verify")
-        run = step.plan.config if isinstance(step.plan, RunPlan) else None
-        config = None
-        if run is not None:
-            config = varied_config(run, self.vary, parent / "rootfs")
-            if "umask" in self.vary and config.argv == run.argv:
-                self._note(f"umask not varied for {step.name}: no /bin/sh in the image")
-        cpus = "cpus" in self.vary and run is not None and len(os.sched_getaffinity(0)) > 1
-        sandbox = None
-        if "fileorder" in self.vary and run is not None:
-            sandbox = DisorderedSandbox(self.builder.sandbox)
         keep = False
         output = Tail()  # the rebuild's, for its report if its command fails
         try:
             try:
-                with _one_cpu(cpus):
-                    self.builder.rerun(
-                        step,
-                        scratch,
-                        config=config,
-                        sandbox=sandbox,
-                        cancel=self.cancel,
-                        log=output.write,
-                    )
+                self._rerun(step, scratch, parent, self.vary, output.write)
             except StepFailed as e:  # it succeeded the first time: a finding, not an error
                 message = f"failed when rebuilt: {e}"
                 self.rebuild_failed = BuildFailure(step.name, message, output.bytes(), pos=step.pos)
@@ -278,24 +260,39 @@ class _Checker:
             return f"differs under: {', '.join(alone)}"
         return f"differs only under several variations together: {', '.join(self.vary)}"
 
+    def _rerun(
+        self,
+        step: StepRecord,
+        scratch: str,
+        parent: Path,
+        vary: tuple[str, ...],
+        log: Callable[[bytes], None] | None = None,
+    ) -> None:
+        """Execute `step` again as `scratch` on its parent (step dir `parent`), with `vary`."""
+        run = step.plan.config if isinstance(step.plan, RunPlan) else None
+        config = None
+        if run is not None:
+            config = varied_config(run, vary, parent / "rootfs")
+            if "umask" in vary and config.argv == run.argv:
+                self._note(f"umask not varied for {step.name}: no /bin/sh in the image")
+        cpus = "cpus" in vary and run is not None and len(os.sched_getaffinity(0)) > 1
+        sandbox = None
+        if "fileorder" in vary and run is not None:
+            sandbox = DisorderedSandbox(self.builder.sandbox)
+        with _one_cpu(cpus):
+            self.builder.rerun(
+                step, scratch, config=config, sandbox=sandbox, cancel=self.cancel, log=log
+            )
+
     def _differs(self, step: StepRecord, original: Path, vary: tuple[str, ...]) -> bool:
         """Whether a rebuild of `step` with only `vary` differs from `original` (or fails)."""
         assert step.plan is not None and step.parent is not None
         store = self.builder.store
         scratch = scratch_id(step.id, "verify-blame")
-        run = step.plan.config if isinstance(step.plan, RunPlan) else None
         with contextlib.ExitStack() as views:
             parent = views.enter_context(store.view(step.parent))
-            config = varied_config(run, vary, parent / "rootfs") if run is not None else None
-            cpus = "cpus" in vary and run is not None and len(os.sched_getaffinity(0)) > 1
-            sandbox = None
-            if "fileorder" in vary and run is not None:
-                sandbox = DisorderedSandbox(self.builder.sandbox)
             try:
-                with _one_cpu(cpus):
-                    self.builder.rerun(
-                        step, scratch, config=config, sandbox=sandbox, cancel=self.cancel
-                    )
+                self._rerun(step, scratch, parent, vary)
             except StepFailed:
                 return True
             try:

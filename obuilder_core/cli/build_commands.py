@@ -135,6 +135,14 @@ def _cache_ref_arg(text: str) -> str:
     return checked_arg(parse_cache_ref)(text)
 
 
+def insecure_registry_option(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    p.add_argument(
+        "--insecure-registry",
+        action="store_true",
+        help="allow plain http to registries (always allowed for 127.0.0.1 and localhost)",
+    )
+
+
 def _store_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--store",
@@ -174,11 +182,7 @@ def _builder_options(p: argparse.ArgumentParser) -> None:
         default=None,
         help="push every step the build gets to this registry cache",
     )
-    remote.add_argument(
-        "--insecure-registry",
-        action="store_true",
-        help="allow plain http to registries (always allowed for 127.0.0.1 and localhost)",
-    )
+    insecure_registry_option(remote)
     limits = p.add_argument_group("limits of each step")
     limits.add_argument(
         "--pids-limit",

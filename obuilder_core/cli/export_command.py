@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 from obuilder_core.cli import EXIT_OK, UsageError
-from obuilder_core.cli.build_commands import _store_option, checked_arg
+from obuilder_core.cli.build_commands import _store_option, checked_arg, insecure_registry_option
 
 TARGETS = "oci:DIR[:TAG], docker-archive:FILE[:NAME:TAG] or HOST[:PORT]/REPO[:TAG]"
 
@@ -28,11 +28,7 @@ def register(subparsers: Any) -> None:
         "--to", metavar="TARGET", required=True, type=_target_arg, help=f"one of {TARGETS}"
     )
     _store_option(p)
-    p.add_argument(
-        "--insecure-registry",
-        action="store_true",
-        help="allow plain http to the registry (always allowed for 127.0.0.1 and localhost)",
-    )
+    insecure_registry_option(p)
     p.set_defaults(func=cmd_export)
 
 

@@ -4,12 +4,13 @@ Sources, tried in order by `fetch_image`: the local images (`LocalImages`, fille
 image import`), a registry over the HTTP API v2 (`Registry`), the docker daemon (`DockerCLI`).
 """
 
+from typing import TYPE_CHECKING
+
 from obuilder_core.images.base import ImageConfig, ImageError, ImageNotFound, ImageSource
 from obuilder_core.images.docker import DockerCLI
 from obuilder_core.images.local import ImageInfo, LocalImages
 from obuilder_core.images.resolve import default_sources, fetch_image
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     from obuilder_core.images.registry import Registry
 
@@ -21,6 +22,7 @@ def __getattr__(name: str) -> object:
 
         return Registry
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "DockerCLI",

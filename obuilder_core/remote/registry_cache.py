@@ -29,7 +29,12 @@ from pathlib import Path
 from typing import Any
 
 from obuilder_core.errors import ObuilderError
-from obuilder_core.images.distribution import RegistryClient, Unreachable, registry_url
+from obuilder_core.images.distribution import (
+    Missing,
+    RegistryClient,
+    Unreachable,
+    registry_url,
+)
 from obuilder_core.images.layer_writer import write_layer
 from obuilder_core.images.layers import apply_layer
 from obuilder_core.images.oci import OCI_MANIFEST, Descriptor, load_json, sha256_digest
@@ -79,8 +84,6 @@ class RegistryCache:
         """RemoteCache.pull."""
         client = self._client(push=False)
         try:
-            if not client.exists("manifests", tag_of(id), accept=OCI_MANIFEST):
-                return None
             data, _ = client.manifest(tag_of(id), pinned=None, accept=OCI_MANIFEST)
             manifest = load_json(data, self.label, "manifest")
             config_desc, layer_desc, log_desc = _descriptors(manifest, self.label)
@@ -89,6 +92,8 @@ class RegistryCache:
             _check_config(config, id, parent, where)
             layer = client.download(layer_desc, scratch / "layer.tar.gz")
             log = client.download(log_desc, scratch / "log")
+        except Missing:
+            return None  # not in this cache
         except Unreachable as e:
             raise RemoteUnreachable(str(e)) from None
         except ObuilderError as e:
