@@ -12,6 +12,10 @@ snapshot of the base rootfs; a btrfs snapshot + read-only snapshot + delete; hos
   cached  nothing to run: the floor is reading the source tree once (`tar -cf - srcdir`)
   edit    the copy and the last run step: tar copy + 2 x snapshot + runc
   step    one `(run (shell "true"))`: runc + snapshot
+  verify  `obuilder verify` of the cached W (default variations, explanations on): the goal is
+          under 2 x the cold build, so its "floor" column is the cold build's median. It runs
+          after `step`, more than the clock gap (2 s) after W's steps were saved, as when a CI
+          job verifies what an earlier job cached: no waiting for the gap.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ sys.path.insert(0, str(REPO / "bench"))
 from snapshot import loop_btrfs, sh  # noqa: E402  (bench/ is not a package)
 
 from obuilder_core.builder import Builder  # noqa: E402
+from obuilder_core.builder.verify import DEFAULT_VARY, verify  # noqa: E402
 from obuilder_core.images import LocalImages  # noqa: E402
 from obuilder_core.sandbox import RunConfig  # noqa: E402
 from obuilder_core.sandbox.config import make_config  # noqa: E402
@@ -158,6 +163,13 @@ class Floors:
         )
 
 
+def verify_w(builder: Builder, context: Path) -> None:
+    """`obuilder verify` of W, failing loudly unless every step rebuilds identically."""
+    result = verify(builder, parse_spec(SPEC, "w.spec"), context, vary=DEFAULT_VARY)
+    if result.exit_code != 0:
+        raise SystemExit(f"verify of W: exit status {result.exit_code}")
+
+
 def busybox_image() -> Path:
     """The busybox OCI layout (built if needed), after checking the bench runs as root."""
     if os.geteuid() != 0:
@@ -207,7 +219,7 @@ def run_scenarios(builder: Builder, mnt: Path, context: Path, runs: int) -> None
     floors = Floors(mnt, base / "rootfs", context)
     base_id = base.name
     t: dict[str, list[float]] = {
-        k: [] for k in ("cold", "cached", "edit", "step", "runc", "snap", "tar", "read")
+        k: [] for k in ("cold", "cached", "edit", "step", "verify", "runc", "snap", "tar", "read")
     }
     f0 = context / "srcdir" / "d00" / "f0000.bin"
     for _ in range(runs):
@@ -218,6 +230,7 @@ def run_scenarios(builder: Builder, mnt: Path, context: Path, runs: int) -> None
         f0.write_bytes(os.urandom(8000))
         t["edit"].append(timed(lambda: build(builder, SPEC, context)))
         t["step"].append((steps_time(builder, context, 20) - steps_time(builder, context, 0)) / 20)
+        t["verify"].append(timed(lambda: verify_w(builder, context)))
         t["runc"].append(floors.runc())
         t["snap"].append(floors.snapshot())
         t["tar"].append(floors.tar_copy())
@@ -229,6 +242,7 @@ def run_scenarios(builder: Builder, mnt: Path, context: Path, runs: int) -> None
         ("cached", m["cached"], m["read"], "tar -cf - srcdir"),
         ("edit", m["edit"], m["tar"] + 2 * m["snap"] + m["runc"], "tar copy + runc + 2 snap"),
         ("step", m["step"], step_floor, "runc + snap"),
+        ("verify", m["verify"], m["cold"], "the cold build: goal ratio < 2"),
     ]
     print(
         f"workload W on btrfs, medians of {runs} runs "

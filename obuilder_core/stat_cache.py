@@ -8,7 +8,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +115,18 @@ class StatCache:
         row = (st.st_dev, st.st_ino, algorithm, st.st_size, st.st_mtime_ns, st.st_ctime_ns, digest)
         with self._lock:
             self._pending.append(row)
+
+    def put_many(self, items: Iterable[tuple[os.stat_result, str]], algorithm: str) -> None:
+        """`put` for each (stat result, digest), with one clock reading and one lock (a tree
+        comparison records thousands)."""
+        oldest = time.time_ns() - self.racy_window_ns
+        rows = [
+            (st.st_dev, st.st_ino, algorithm, st.st_size, st.st_mtime_ns, st.st_ctime_ns, digest)
+            for st, digest in items
+            if max(st.st_mtime_ns, st.st_ctime_ns) <= oldest
+        ]
+        with self._lock:
+            self._pending += rows
 
     def flush(self) -> None:
         """Write recorded digests in one transaction."""

@@ -209,6 +209,7 @@ class SpecItem(pytest.Item):
             secrets=dict(settings.secrets),
             vary=DEFAULT_VARY if settings.vary is None else settings.vary,
             check_mtimes=settings.check_mtimes,
+            source_date_epoch=settings.source_date_epoch,
         )
         if result.divergence is not None:
             d = result.divergence

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -19,7 +22,10 @@ from obuilder_core.builder import (
     parse_size,
     parse_store_spec,
 )
+from obuilder_core.builder.variations import DEFAULT_VARY
 from pytest_obuilder.progress import PROGRESS_MODES
+
+T = TypeVar("T")
 
 DEFAULT_LOG_LINES = 50
 DEFAULT_SPEC_FILES = ["*.spec"]
@@ -102,13 +108,19 @@ def add_options(parser: pytest.Parser) -> None:
         "--obuilder-vary",
         metavar="all|none|LIST",
         help="with --obuilder-rebuild: what the rebuild varies, as `obuilder verify --vary` "
-        "(default: hostname,domain,tz,cpus,env). ini: obuilder_vary",
+        f"(default: {','.join(DEFAULT_VARY)}). ini: obuilder_vary",
     )
     group.addoption(
         "--obuilder-check-mtimes",
         action="store_true",
         default=None,
         help="with --obuilder-rebuild: compare modification times too. ini: obuilder_check_mtimes",
+    )
+    group.addoption(
+        "--obuilder-source-date-epoch",
+        metavar="SECONDS",
+        help="with --obuilder-check-mtimes: mtimes later than this compare as it, as a build "
+        "clamping them sets them (default: $SOURCE_DATE_EPOCH). ini: obuilder_source_date_epoch",
     )
     group.addoption(
         "--obuilder-log-lines",
@@ -166,6 +178,7 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("obuilder_rebuild", "rebuild each step and compare (determinism)", type="bool")
     parser.addini("obuilder_vary", "what a rebuild varies: all, none or a comma-separated list")
     parser.addini("obuilder_check_mtimes", "rebuilds compare modification times too", type="bool")
+    parser.addini("obuilder_source_date_epoch", "mtimes later than this compare as it")
     parser.addini("obuilder_progress", "how a running step is shown: auto, plain or quiet")
     parser.addini("obuilder_pids_limit", "processes a step may have at once (-1: unlimited)")
     parser.addini("obuilder_memory", "memory a step may use, e.g. 512M")
@@ -189,6 +202,8 @@ class Settings:
     vary: tuple[str, ...] | None = None
     """What `--obuilder-rebuild` varies (None: the checker's default)."""
     check_mtimes: bool = False
+    source_date_epoch: int | None = None
+    """The mtime clamp of `--obuilder-check-mtimes`."""
     limits: Limits = DEFAULT_LIMITS
     progress: str = "auto"
     cache_from: tuple[str, ...] = ()
@@ -225,6 +240,7 @@ def read_settings(config: pytest.Config) -> Settings:
         rebuild=_flag(config, "obuilder_rebuild"),
         vary=_vary(config),
         check_mtimes=_flag(config, "obuilder_check_mtimes"),
+        source_date_epoch=_source_date_epoch(config),
         limits=_limits(config),
         progress=_progress(config),
         cache_from=tuple(
@@ -294,17 +310,35 @@ def _store(config: pytest.Config) -> str | None:
 
 
 def _vary(config: pytest.Config) -> tuple[str, ...] | None:
-    option = config.getoption("obuilder_vary")
-    text = option or config.getini("obuilder_vary") or None
-    if text is None:
-        return None
     from obuilder_core.builder.verify import parse_vary
 
-    try:
-        return parse_vary(text)
-    except ObuilderError as e:
-        where = "--obuilder-vary" if option else "ini obuilder_vary"
-        raise pytest.UsageError(f"{where}: {e}") from None
+    return _parsed(config, "obuilder_vary", parse_vary)
+
+
+def _source_date_epoch(config: pytest.Config) -> int | None:
+    from obuilder_core.builder.verify import parse_source_date_epoch
+
+    return _parsed(
+        config, "obuilder_source_date_epoch", parse_source_date_epoch, "SOURCE_DATE_EPOCH"
+    )
+
+
+def _parsed(
+    config: pytest.Config, name: str, parse: Callable[[str], T], env: str | None = None
+) -> T | None:
+    """The first of option `--NAME`, ini `NAME` and `$env` that is set, parsed (None if none
+    is); a UsageError naming where a bad value came from."""
+    sources = [(f"--{name.replace('_', '-')}", config.getoption(name)),
+               (f"ini {name}", config.getini(name))]  # fmt: skip
+    if env is not None:
+        sources.append((f"${env}", os.environ.get(env)))
+    for where, text in sources:
+        if text:
+            try:
+                return parse(text)
+            except ObuilderError as e:
+                raise pytest.UsageError(f"{where}: {e}") from None
+    return None
 
 
 def _progress(config: pytest.Config) -> str:

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Install what the project needs on Debian 12, idempotently: the system tools the real
-# parts use (runc, btrfs, zfs-fuse, a registry, skopeo, umoci, buildah, busybox) and a virtualenv
-# under the repository with the package and its dev tools.
+# parts use (runc, btrfs, zfs-fuse, a registry, skopeo, umoci, buildah, busybox), xxhsum (xxhash:
+# bench/compare_trees.py's floor) and a virtualenv under the repository with the package and its
+# dev tools.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
     python3-venv runc btrfs-progs zfs-fuse docker-registry skopeo umoci busybox-static
-    rsync debootstrap psmisc zstd disorderfs gcc libc6-dev buildah
+    rsync debootstrap psmisc zstd disorderfs gcc libc6-dev buildah libfaketime diffoscope-minimal
+    xxhash
 )
 
 missing=()

@@ -18,6 +18,7 @@ BAD = [
     (["build", "-f", "x.spec", ".", "--store", "btrfs:"], "argument --store: invalid store"),
     (["build", "-f", "x.spec", ".", "--memory", "lots"], "argument --memory: invalid size"),
     (["build", "-f", "x.spec", ".", "--pids-limit", "x"], "argument --pids-limit"),
+    (["verify", "-f", "x", ".", "--source-date-epoch", "1e9"], "must be whole seconds since 1970"),
     (["delete"], "the following arguments are required: ID"),
     (["clean", "--older-than", "soon"], "argument --older-than: invalid duration 'soon'"),
     (["clean", "--keep-free", "200"], "argument --keep-free: invalid percentage '200'"),

@@ -69,7 +69,8 @@ def run_command(
     write: Emit,
     cancel: threading.Event,
 ) -> None:
-    """Run `config` in `tmp/rootfs` with the cache mounts `caches` and secrets `{target: value}`.
+    """Run `config` in `tmp/rootfs` with the cache mounts `caches` (after the config's own
+    mounts) and secrets `{target: value}`.
 
     Every cache is released afterwards (most recent first), whether the command succeeded,
     failed or was cancelled.
@@ -82,7 +83,9 @@ def run_command(
             leases.append(lease)
             mounts.append(Mount(lease.path, c.target))
         secret_mounts = tuple(SecretMount(t, v) for t, v in secrets.items())
-        config = dataclasses.replace(config, mounts=tuple(mounts), secrets=secret_mounts)
+        config = dataclasses.replace(
+            config, mounts=(*config.mounts, *mounts), secrets=secret_mounts
+        )
         sandbox.run(config, tmp / "rootfs", log=write, cancel=cancel)
     finally:
         for lease in reversed(leases):

@@ -11,24 +11,24 @@ deleted unless `keep` is set.
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
+from obuilder_core.builder import diffoscope
 from obuilder_core.builder.builder import Builder
 from obuilder_core.builder.plans import RunPlan
 from obuilder_core.builder.result import BuildFailure, LogEvent, StepRecord
-from obuilder_core.builder.tree_diff import TreeDiff, compare_trees, content_detail
+from obuilder_core.builder.tree_diff import TreeDiff, compare_trees, content_detail, iso_time
 from obuilder_core.builder.variations import DEFAULT_VARY as DEFAULT_VARY  # re-exported
 from obuilder_core.builder.variations import VARIATIONS as VARIATIONS
+from obuilder_core.builder.varying import faketime_missing, thread_traits, varied_config
 from obuilder_core.errors import ObuilderError
 from obuilder_core.keys import scratch_id
 from obuilder_core.log import Tail
-from obuilder_core.sandbox import RunConfig, StepFailed
+from obuilder_core.sandbox import StepFailed
 from obuilder_core.sandbox.disorder import DisorderedSandbox, disorderfs_missing
 from obuilder_core.spec.model import Pos, Spec
 from obuilder_core.stat_cache import StatCache
@@ -41,20 +41,26 @@ at one-second resolution (`date +%s`, a tar or gzip header; zip's is two seconds
 whenever it is nondeterministic, not only when the two runs straddle a second."""
 STAT_CACHE = "verify-stat-cache.sqlite"
 """Digests of compared files, in the store's state dir (cached results are compared again)."""
-UMASK = "0002"
-HOSTNAME = "verify-rebuild"
-DOMAIN = "verify-rebuild.invalid"
-HOME = "/nonexistent/verify-rebuild"
 DETAIL_FILES = 10
+DEEP_DIFF_FILES = 3
 
 
 class VerifyError(ObuilderError):
     """Bad verify options (an unknown variation)."""
 
 
+def parse_source_date_epoch(text: str) -> int:
+    """SOURCE_DATE_EPOCH's value: whole seconds since 1970; VerifyError otherwise."""
+    value = text.strip()
+    if not value.isdigit():
+        raise VerifyError(f"SOURCE_DATE_EPOCH must be whole seconds since 1970, not {text!r}")
+    return int(value)
+
+
 def parse_vary(text: str) -> tuple[str, ...]:
     """`all`, `none`, or a comma-separated list of VARIATIONS names; VerifyError if a name is
-    unknown, or is `fileorder` and disorderfs cannot run here (`all` skips it in `verify`)."""
+    unknown, or needs a tool that cannot run here (`fileorder`, `time`: `all` skips them in
+    `verify`)."""
     text = text.strip()
     if text == "all":
         return tuple(VARIATIONS)
@@ -111,6 +117,8 @@ class VerifyResult:
     failure: BuildFailure | None
     notes: tuple[str, ...] = ()
     rebuild_failed: BuildFailure | None = None
+    source_date_epoch: int | None = None
+    """The mtime clamp the comparison used (only with check_mtimes)."""
 
     @property
     def exit_code(self) -> int:
@@ -119,50 +127,6 @@ class VerifyResult:
             return EXIT_ERROR
         found = self.divergence is not None or self.rebuild_failed is not None
         return EXIT_DIFFERENT if found else EXIT_SAME
-
-
-def varied_config(config: RunConfig, vary: tuple[str, ...], rootfs: Path) -> RunConfig:
-    """`config` with the variations in `vary` applied (cpus is applied by the caller)."""
-    env = list(config.env)
-
-    def set_env(name: str, value: str) -> None:
-        env[:] = [(k, v) for k, v in env if k != name] + [(name, value)]
-
-    if "tz" in vary:
-        set_env("TZ", "VRF-14")
-    if "locale" in vary:
-        set_env("LANG", "fr_CH.UTF-8")
-        set_env("LC_ALL", "fr_CH.UTF-8")
-    if "env" in vary:
-        set_env("OBUILDER_VERIFY_VARIATION", "1")
-    if "home" in vary:
-        set_env("HOME", HOME)
-    argv = config.argv
-    if "umask" in vary and _has_shell(rootfs):
-        # "$@" passes the original argv through unchanged; exec keeps the process tree the same.
-        argv = ("/bin/sh", "-c", f'umask {UMASK} && exec "$@"', "sh", *argv)
-    hostname = HOSTNAME if "hostname" in vary else config.hostname
-    domain = DOMAIN if "domain" in vary else config.domainname
-    return replace(config, env=tuple(env), argv=argv, hostname=hostname, domainname=domain)
-
-
-def _has_shell(rootfs: Path) -> bool:
-    # lexists: /bin/sh is often a symlink that only resolves inside the container.
-    return os.path.lexists(rootfs / "bin" / "sh")
-
-
-@contextlib.contextmanager
-def _one_cpu(enabled: bool) -> Iterator[None]:
-    """Restrict this thread (and so runc and the container it starts) to one CPU."""
-    if not enabled:
-        yield
-        return
-    before = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, {min(before)})
-    try:
-        yield
-    finally:
-        os.sched_setaffinity(0, before)
 
 
 class _Checker:
@@ -174,6 +138,7 @@ class _Checker:
         vary: tuple[str, ...],
         keep: bool,
         check_mtimes: bool,
+        source_date_epoch: int | None,
         stat_cache: StatCache,
         cancel: threading.Event | None,
         clock_gap: float = CLOCK_GAP,
@@ -186,6 +151,7 @@ class _Checker:
         self.vary = vary
         self.keep = keep
         self.check_mtimes = check_mtimes
+        self.source_date_epoch = source_date_epoch
         self.cancel = cancel
         self.checked = 0
         self.divergence: Divergence | None = None
@@ -225,20 +191,11 @@ class _Checker:
                 return False
             rebuilt = views.enter_context(store.view(scratch))
             self.checked += 1
-            diff = compare_trees(
-                original / "rootfs",
-                rebuilt / "rootfs",
-                check_mtimes=self.check_mtimes,
-                stat_cache=self.stat_cache,
-            )
+            diff = self._diff(original, rebuilt)
             if diff.same:
                 return True
             keep = self.keep
-            details = tuple(
-                (x.path, content_detail(diff.a / x.path, diff.b / x.path))
-                for x in diff.differences
-                if x.kind == "content"
-            )[:DETAIL_FILES]
+            details = _content_details(diff)
             kept = store.result(scratch) if keep else None
             blame = self._blame(step, original) if self.explain else None
             self.divergence = Divergence(
@@ -275,11 +232,10 @@ class _Checker:
             config = varied_config(run, vary, parent / "rootfs")
             if "umask" in vary and config.argv == run.argv:
                 self._note(f"umask not varied for {step.name}: no /bin/sh in the image")
-        cpus = "cpus" in vary and run is not None and len(os.sched_getaffinity(0)) > 1
         sandbox = None
         if "fileorder" in vary and run is not None:
             sandbox = DisorderedSandbox(self.builder.sandbox)
-        with _one_cpu(cpus):
+        with thread_traits(vary if run is not None else ()):
             self.builder.rerun(
                 step, scratch, config=config, sandbox=sandbox, cancel=self.cancel, log=log
             )
@@ -297,16 +253,20 @@ class _Checker:
                 return True
             try:
                 rebuilt = views.enter_context(store.view(scratch))
-                diff = compare_trees(
-                    original / "rootfs",
-                    rebuilt / "rootfs",
-                    check_mtimes=self.check_mtimes,
-                    stat_cache=self.stat_cache,
-                )
-                return not diff.same
+                return not self._diff(original, rebuilt).same
             finally:
                 views.close()
                 store.delete(scratch)
+
+    def _diff(self, original: Path, rebuilt: Path) -> TreeDiff:
+        """How the rootfs of step dirs `original` and `rebuilt` differ."""
+        return compare_trees(
+            original / "rootfs",
+            rebuilt / "rootfs",
+            check_mtimes=self.check_mtimes,
+            mtime_clamp=self.source_date_epoch,
+            stat_cache=self.stat_cache,
+        )
 
     def _wait_for_clock(self, step: StepRecord) -> None:
         """Start the rebuild `clock_gap` seconds after the step was saved, at the earliest:
@@ -333,6 +293,7 @@ def verify(
     vary: tuple[str, ...] = DEFAULT_VARY,
     keep: bool = False,
     check_mtimes: bool = False,
+    source_date_epoch: int | None = None,
     cancel: threading.Event | None = None,
     log: Callable[[LogEvent], None] | None = None,
     clock_gap: float = CLOCK_GAP,
@@ -344,12 +305,15 @@ def verify(
     log events (the rebuilds' output goes only to their scratch logs). `clock_gap`: seconds
     at least between a step's execution and its rebuild (0 only where no step reads the time).
     `explain`: when a step differs, rebuild it again with each variation alone to name the
-    one responsible (`Divergence.blame`).
+    one responsible (`Divergence.blame`). `source_date_epoch`: with `check_mtimes`, mtimes
+    later than it (seconds since 1970) compare as it, as a build clamping them would set them.
     """
     vary, notes = _available(vary)
     cache_path = builder.store.state_dir() / STAT_CACHE
     with StatCache(cache_path) as cache:
-        checker = _Checker(builder, vary, keep, check_mtimes, cache, cancel, clock_gap, explain)
+        checker = _Checker(
+            builder, vary, keep, check_mtimes, source_date_epoch, cache, cancel, clock_gap, explain
+        )
         checker.notes += notes
         result = builder.build(spec, context, secrets=secrets, cancel=cancel, log=log)
         if result.failure is not None:
@@ -366,19 +330,54 @@ def verify(
         failure=checker.failure,
         notes=tuple(checker.notes),
         rebuild_failed=checker.rebuild_failed,
+        source_date_epoch=source_date_epoch if check_mtimes else None,
     )
 
 
+#: Variations that need a host tool: how to learn why it cannot run (None if it can).
+NEEDS: dict[str, tuple[str, Callable[[], str | None]]] = {
+    "fileorder": ("disorderfs", disorderfs_missing),
+    "time": ("libfaketime", faketime_missing),
+}
+
+
 def _available(vary: tuple[str, ...]) -> tuple[tuple[str, ...], list[str]]:
-    """`vary` without `fileorder` plus a note if disorderfs cannot run and `vary` is `all`;
-    VerifyError if `fileorder` was asked for by name."""
-    why = disorderfs_missing() if "fileorder" in vary else None
-    if why is None:
-        return vary, []
-    # Every variation selected means `--vary all`: there, skip what cannot run, with a note.
-    if set(vary) != set(VARIATIONS):
-        raise VerifyError(f"variation fileorder needs disorderfs: {why}")
-    return tuple(v for v in vary if v != "fileorder"), [f"fileorder not varied: {why}"]
+    """`vary` without the variations whose tool cannot run here, with a note for each, if
+    `vary` is `all`; VerifyError if such a variation was asked for by name."""
+    kept, notes = [], []
+    for name in vary:
+        tool, missing = NEEDS.get(name, ("", lambda: None))
+        why = missing()
+        if why is None:
+            kept.append(name)
+        # Every variation selected means `--vary all`: there, skip what cannot run, with a note.
+        elif set(vary) == set(VARIATIONS):
+            notes.append(f"{name} not varied: {why}")
+        else:
+            raise VerifyError(f"variation {name} needs {tool}: {why}")
+    return tuple(kept), notes
+
+
+def _content_details(diff: TreeDiff) -> tuple[tuple[str, str], ...]:
+    """(path, detail) for the first DETAIL_FILES files whose contents differ: a text diff,
+    archive members or a hex summary, and diffoscope's report on the first DEEP_DIFF_FILES
+    archives and binaries when it is installed."""
+    paths = [x.path for x in diff.differences if x.kind == "content"][:DETAIL_FILES]
+    deep = _DeepDiffs(DEEP_DIFF_FILES) if diffoscope.installed() else None
+    return tuple((p, content_detail(diff.a / p, diff.b / p, deep=deep)) for p in paths)
+
+
+class _DeepDiffs:
+    """diffoscope's report on the first `limit` pairs asked about (it is slow), then nothing."""
+
+    def __init__(self, limit: int) -> None:
+        self.left = limit
+
+    def __call__(self, a: Path, b: Path) -> str:
+        if self.left <= 0:
+            return ""
+        self.left -= 1
+        return diffoscope.deep_diff(a, b)
 
 
 REBUILD_LOG_LINES = 20
@@ -386,9 +385,13 @@ REBUILD_LOG_LINES = 20
 
 
 def format_report(result: VerifyResult, *, show_same: bool = True) -> str:
-    """The human report: spec, divergent step, grouped paths, diffs, a diffoscope command."""
+    """The human report: spec, divergent step, grouped paths, diffs."""
     vary = ", ".join(result.vary) or "none"
     lines = [f"spec: {result.spec_name}", f"variations: {vary}"]
+    if result.source_date_epoch is not None:
+        epoch = result.source_date_epoch
+        when = iso_time(epoch * 1_000_000_000)
+        lines.append(f"mtimes: later than SOURCE_DATE_EPOCH={epoch} ({when}) compare as it")
     lines += [f"note: {n}" for n in result.notes]
     if result.failure is not None:
         lines.append(f"error at step {result.failure.heading}: {result.failure.message}")
@@ -424,6 +427,4 @@ def format_report(result: VerifyResult, *, show_same: bool = True) -> str:
                 lines += ["    " + x for x in details[diff.path].splitlines()]
         if len(diffs) > 50:
             lines.append(f"  ... and {len(diffs) - 50} more")
-    if d.kept is not None and shutil.which("diffoscope"):
-        lines.append(f"diffoscope {d.diff.a} {d.diff.b}")
     return "\n".join(lines)

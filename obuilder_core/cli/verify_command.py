@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
@@ -11,6 +12,7 @@ from obuilder_core.cli import error_line
 from obuilder_core.cli.build_commands import (
     _open_builder,
     _Printer,
+    checked_arg,
     load_inputs,
     spec_arguments,
 )
@@ -43,6 +45,14 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--check-mtimes", action="store_true", help="also compare modification times")
     p.add_argument(
+        "--source-date-epoch",
+        type=_epoch_arg,
+        default=os.environ.get("SOURCE_DATE_EPOCH"),
+        metavar="SECONDS",
+        help="with --check-mtimes: mtimes later than this compare as it, as a build clamping "
+        "them to SOURCE_DATE_EPOCH sets them (default: $SOURCE_DATE_EPOCH, if set)",
+    )
+    p.add_argument(
         "--no-explain",
         action="store_true",
         help="when a step differs, do not rebuild it once per variation to name the one "
@@ -50,6 +60,12 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("-q", "--quiet", action="store_true", help="do not print the build log")
     p.set_defaults(func=cmd_verify)
+
+
+def _epoch_arg(text: str) -> str:
+    from obuilder_core.builder.verify import parse_source_date_epoch
+
+    return checked_arg(parse_source_date_epoch)(text)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -62,9 +78,16 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from obuilder_core.builder.verify import format_report, parse_vary, verify
+    from obuilder_core.builder.verify import (
+        format_report,
+        parse_source_date_epoch,
+        parse_vary,
+        verify,
+    )
 
     vary = parse_vary(args.vary)
+    epoch = args.source_date_epoch
+    source_date_epoch = None if epoch is None else parse_source_date_epoch(epoch)
     spec, secrets = load_inputs(args)
     printer = None if args.quiet else _Printer()
     with _open_builder(args) as builder:  # closing waits for cancelled steps to be gone
@@ -78,6 +101,7 @@ def _verify(args: argparse.Namespace) -> int:
                 vary=vary,
                 keep=args.keep,
                 check_mtimes=args.check_mtimes,
+                source_date_epoch=source_date_epoch,
                 cancel=cancel,
                 explain=not args.no_explain,
                 log=printer,

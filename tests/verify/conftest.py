@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from obuilder_core.builder import Builder
+from obuilder_core.images.local import LocalImages
 from tests.builder.helpers import running_builder
 from tests.fixtures.btrfs import BtrfsMount
+from tests.verify.glibc_image import IMAGE_NAME, build_image_tar, missing_tools
 
 
 @pytest.fixture(scope="module")
@@ -27,13 +29,18 @@ def context(tmp_path: Path) -> Path:
     return tmp_path
 
 
+@pytest.fixture(scope="module")
+def glibc_builder(verify_builder: Builder, glibc_locale_tar: Path) -> Builder:
+    """The module's verify builder with the glibc image imported as IMAGE_NAME."""
+    LocalImages(verify_builder.store.state_dir() / "images").import_(IMAGE_NAME, glibc_locale_tar)
+    return verify_builder
+
+
 @pytest.fixture(scope="session")
 def glibc_locale_tar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A plain rootfs tarball of a tiny glibc image (host dash, sort, fr_CH.UTF-8 locale data),
+    """A plain rootfs tarball of a tiny glibc image (host dash, sort, date, fr_CH.UTF-8 data),
     built once per session and removed at the end; skips if localedef or the sources are missing.
     """
-    from tests.verify.glibc_image import build_image_tar, missing_tools
-
     reason = missing_tools()
     if reason is not None:
         pytest.skip(reason)

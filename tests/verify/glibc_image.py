@@ -1,10 +1,13 @@
-"""A tiny glibc image built from the host's own files, for tests that need real locales.
+"""A tiny glibc image built from the host's own files, for tests that need real locales or
+dynamically linked programs.
 
 busybox's `sort` ignores locales, so the `locale` variation cannot be shown with the busybox
-image. This image holds the host's dash as /bin/sh, coreutils `sort`, the shared libraries and
-dynamic loader `ldd` lists for them, and fr_CH.UTF-8 locale data compiled with the host's
-`localedef` into /usr/lib/locale/fr_CH.UTF-8 (where glibc looks when there is no
-locale-archive). C.UTF-8 is built into glibc, and with no LANG the POSIX locale applies.
+image, and busybox is static, so libfaketime (the `time` variation) cannot reach it. This image
+holds the host's dash as /bin/sh, coreutils `sort` and `date`, the shared libraries and
+dynamic loader `ldd` lists for them (and for the host's libfaketime), and fr_CH.UTF-8 locale
+data compiled with the host's `localedef` into /usr/lib/locale/fr_CH.UTF-8 (where glibc looks
+when there is no locale-archive). C.UTF-8 is built into glibc, and with no LANG the POSIX
+locale applies.
 """
 
 from __future__ import annotations
@@ -13,11 +16,18 @@ import shutil
 import tarfile
 from pathlib import Path
 
+from obuilder_core.builder.varying import libfaketime
 from obuilder_core.process import run_cmd
 
+IMAGE_NAME = "glibc-locale"
+"""The name tests import it under."""
 LOCALE = "fr_CH.UTF-8"
 #: host file -> path in the image
-PROGRAMS = {"/usr/bin/dash": "bin/sh", "/usr/bin/sort": "usr/bin/sort"}
+PROGRAMS = {
+    "/usr/bin/dash": "bin/sh",
+    "/usr/bin/sort": "usr/bin/sort",
+    "/usr/bin/date": "usr/bin/date",
+}
 LOCALE_SOURCES = (Path("/usr/share/i18n/locales/fr_CH"), Path("/usr/share/i18n/charmaps/UTF-8.gz"))
 
 
@@ -48,7 +58,8 @@ def shared_libraries(program: str) -> list[str]:
 def build_rootfs(rootfs: Path) -> Path:
     """Fill the empty or missing directory `rootfs` with the programs, libraries and locale."""
     files = dict(PROGRAMS)
-    for program in PROGRAMS:
+    faketime = libfaketime()  # what it needs (libm), so the `time` variation can preload it
+    for program in [*PROGRAMS, *([str(faketime)] if faketime else [])]:
         files.update({lib: lib.lstrip("/") for lib in shared_libraries(program)})
     for source, dest in files.items():
         target = rootfs / dest

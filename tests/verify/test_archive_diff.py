@@ -8,6 +8,9 @@ import tarfile
 import zipfile
 from pathlib import Path
 
+import pytest
+
+from obuilder_core.builder import diffoscope
 from obuilder_core.builder.archive_diff import archive_detail
 from obuilder_core.builder.tree_diff import content_detail
 from obuilder_core.builder.verify import format_report
@@ -95,3 +98,34 @@ def test_verify_reports_a_nondeterministic_tar_as_members(verify_builder, contex
     report = format_report(check(verify_builder, context, STABLE, op, vary="none"))
     assert "/out.tar" in report and "tar archive; 2 / 2 members" in report
     assert "      x: " in report and "\0" not in report
+
+
+def test_a_deep_diff_follows_archives_and_binaries_not_text(tmp_path: Path) -> None:
+    asked: list[str] = []
+
+    def deep(a: Path, b: Path) -> str:
+        asked.append(a.name)
+        return "DEEP"
+
+    pairs = [
+        ("tar", tar_of([("x", b"1", 0)]), tar_of([("x", b"2", 0)])),
+        ("bin", b"\x7fELF\0\1", b"\x7fELF\0\2"),
+        ("text", b"1\n", b"2\n"),
+    ]
+    for name, a, b in pairs:
+        (tmp_path / f"{name}-a").write_bytes(a)
+        (tmp_path / f"{name}-b").write_bytes(b)
+        shown = content_detail(tmp_path / f"{name}-a", tmp_path / f"{name}-b", deep=deep)
+        assert shown.endswith("\nDEEP") == (name != "text"), shown
+    assert asked == ["tar-a", "bin-a"]
+
+
+@pytest.mark.skipif(not diffoscope.installed(), reason="diffoscope is not installed")
+def test_verify_adds_diffoscope_s_report_on_an_archive(verify_builder, context) -> None:  # type: ignore[no-untyped-def]
+    # gzip -n leaves no name or time in the header: only the compressed member differs, which
+    # our own listing shows as a digest and diffoscope shows decompressed.
+    op = '(run (shell "echo $RANDOM$RANDOM | gzip -n > /out.gz"))'
+    report = format_report(check(verify_builder, context, STABLE, op, vary="none"))
+    assert "gzip" in report, report
+    assert "    --- " in report and "    +++ " in report, report  # diffoscope's header
+    assert "│ -" in report and "│ +" in report, report  # ... and its diff of the contents

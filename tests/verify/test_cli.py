@@ -81,3 +81,22 @@ def test_a_step_failing_only_when_rebuilt_is_a_finding_exit_1(
     assert "NOT deterministic at step /: (run (shell" in out
     assert 'failed when rebuilt: "/bin/sh" "-c" ' in out and "failed with exit status 1" in out
     assert out.splitlines()[-2:] == ["---- last 1 log lines of the rebuild ----", "TZ is VRF-14"]
+
+
+def test_source_date_epoch_clamps_mtimes_from_option_or_environment(
+    verify_builder: Builder,
+    tmp_path: Path,
+    context: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cmd = "mkdir -p /made; echo x > /made/file"  # mtimes of /made, /made/file and / change
+    code = run_verify(verify_builder, tmp_path, context, cmd, "--check-mtimes")
+    out = capsys.readouterr().out
+    assert code == 1 and "mtime (" in out, out
+    clamp = ("--check-mtimes", "--source-date-epoch", "1600000000")
+    code = run_verify(verify_builder, tmp_path, context, cmd, *clamp)
+    out = capsys.readouterr().out
+    assert code == 0, out
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1600000000")
+    assert run_verify(verify_builder, tmp_path, context, cmd, "--check-mtimes") == 0

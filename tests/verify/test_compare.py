@@ -79,6 +79,16 @@ def test_mtimes_are_shown_as_iso_times(trees: tuple[Path, Path]) -> None:
     assert (diff.a, diff.b) == ("2023-11-14T22:13:20.000000000Z", "2023-11-14T22:13:20.123456789Z")
 
 
+def test_mtimes_later_than_the_clamp_compare_as_it(trees: tuple[Path, Path]) -> None:
+    a, b = trees
+    os.utime(a / "etc" / "conf", (0, 2_000_000_000))
+    os.utime(b / "etc" / "conf", (0, 2_000_000_005))
+    os.utime(a / "bin.dat", (0, 1_000_000_000))  # older than the clamp: compared as it is
+    os.utime(b / "bin.dat", (0, 1_000_000_001))
+    clamped = compare_trees(a, b, check_mtimes=True, mtime_clamp=1_500_000_000)
+    assert [(d.kind, d.path) for d in clamped.differences] == [("mtime", "bin.dat")]
+
+
 def test_hard_link_structure_is_compared(trees: tuple[Path, Path]) -> None:
     a, b = trees
     os.link(a / "etc" / "conf", a / "conf-link")  # ln in A, cp -p in B: same bytes, not a link

@@ -5,24 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from obuilder_core.builder import Builder
 from obuilder_core.builder.verify import format_report, verify
-from obuilder_core.images.local import LocalImages
 from tests.builder.helpers import spec
+from tests.verify.glibc_image import IMAGE_NAME
 
-IMAGE = "glibc-locale"
 STABLE = '(run (shell "echo stable > /stable.txt"))'
 # The spec text has `\\n` (an escaped backslash), so the shell runs printf 'b\nA\na\nB\n'.
 LINES = "printf 'b\\\\nA\\\\na\\\\nB\\\\n'"
-
-
-@pytest.fixture(scope="module")
-def locale_builder(verify_builder: Builder, glibc_locale_tar: Path) -> Builder:
-    """The module's verify builder with the glibc image imported as `glibc-locale`."""
-    LocalImages(verify_builder.store.state_dir() / "images").import_(IMAGE, glibc_locale_tar)
-    return verify_builder
 
 
 def check(builder: Builder, context: Path, command: str, **kw: object):
@@ -30,7 +20,7 @@ def check(builder: Builder, context: Path, command: str, **kw: object):
     ops = (STABLE, f'(run (shell "{command}"))')
     return verify(
         builder,
-        spec(*ops, image=IMAGE),
+        spec(*ops, image=IMAGE_NAME),
         context,
         spec_name="t.spec",
         vary=("locale",),
@@ -39,9 +29,9 @@ def check(builder: Builder, context: Path, command: str, **kw: object):
     )
 
 
-def test_locale_sorted_output_is_reported(locale_builder: Builder, context: Path) -> None:
+def test_locale_sorted_output_is_reported(glibc_builder: Builder, context: Path) -> None:
     command = f"{LINES} | sort > /sorted"
-    result = check(locale_builder, context, command, keep=True)
+    result = check(glibc_builder, context, command, keep=True)
     report = format_report(result)
     assert result.exit_code == 1, report
     d = result.divergence
@@ -56,11 +46,11 @@ def test_locale_sorted_output_is_reported(locale_builder: Builder, context: Path
         assert f"NOT deterministic at step {d.heading}" in report
         assert "/sorted" in report
     finally:
-        locale_builder.store.delete(d.rebuilt_id)
+        glibc_builder.store.delete(d.rebuilt_id)
 
 
-def test_c_locale_sort_passes(locale_builder: Builder, context: Path) -> None:
-    result = check(locale_builder, context, f"{LINES} | LC_ALL=C sort > /sorted")
+def test_c_locale_sort_passes(glibc_builder: Builder, context: Path) -> None:
+    result = check(glibc_builder, context, f"{LINES} | LC_ALL=C sort > /sorted")
     assert result.exit_code == 0, format_report(result)
     assert result.checked == 2
     assert result.divergence is None

@@ -90,3 +90,44 @@ def test_vary_and_check_mtimes_options_and_their_ini_twins(
     bad = pytester.runpytest(*rebuild, "--obuilder-vary=tz,moon")
     assert bad.ret == pytest.ExitCode.USAGE_ERROR
     bad.stderr.fnmatch_lines(["ERROR: --obuilder-vary: unknown variation 'moon'*"])
+
+
+def test_source_date_epoch_option_and_ini_clamp_mtimes(
+    pytester: pytest.Pytester, busybox_store: str
+) -> None:
+    step = '(run (shell "mkdir -p /made; echo x > /made/file"))'
+    pytester.makefile(".spec", made=f"((from busybox) (shell /bin/sh -c)\n {step})\n")
+    rebuild = (f"--obuilder-store={busybox_store}", "-p", "no:cacheprovider", "--obuilder-rebuild",
+               "--obuilder-vary=none", "--obuilder-check-mtimes")  # fmt: skip
+    pytester.runpytest(*rebuild).assert_outcomes(failed=1)
+    clamped = pytester.runpytest(*rebuild, "--obuilder-source-date-epoch=1600000000")
+    clamped.assert_outcomes(passed=1)
+    pytester.makeini("[pytest]\nobuilder_source_date_epoch = 1600000000\n")
+    pytester.runpytest(*rebuild).assert_outcomes(passed=1)
+    bad = pytester.runpytest(*rebuild, "--obuilder-source-date-epoch=yesterday")
+    assert bad.ret == pytest.ExitCode.USAGE_ERROR
+    bad.stderr.fnmatch_lines(["ERROR: --obuilder-source-date-epoch: SOURCE_DATE_EPOCH must be*"])
+
+
+def test_kernel_and_aslr_are_varied_by_default(
+    pytester: pytest.Pytester, busybox_store: str
+) -> None:
+    step = '(run (shell "uname -r > /kernel; cat /proc/self/personality > /persona"))'
+    pytester.makefile(".spec", uname=f"((from busybox) (shell /bin/sh -c)\n {step})\n")
+    rebuild = (f"--obuilder-store={busybox_store}", "-p", "no:cacheprovider", "--obuilder-rebuild")
+    result = pytester.runpytest(*rebuild)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "variations: hostname, domain, tz, cpus, env, kernel, aslr",
+            "NOT deterministic at step /: (run *",
+            "  differs under: kernel, aslr",
+            "content (2):",
+            "  /kernel: *",
+            "    +2.6.*",  # UNAME26
+            "  /persona: *",
+            "    -00000000",
+            "    +00060000",  # UNAME26 | ADDR_NO_RANDOMIZE
+        ]
+    )
+    pytester.runpytest(*rebuild, "--obuilder-vary=hostname").assert_outcomes(passed=1)

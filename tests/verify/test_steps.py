@@ -32,6 +32,8 @@ def check(builder: Builder, context: Path, *ops: str, vary: str | None = None, *
         ("date +%H > /hour", "tz", "hour", "content"),
         ("echo $LC_ALL $LANG > /lang", "locale", "lang", "content"),
         ("env | sort > /env", "env", "env", "content"),
+        ("uname -r > /kernel", "kernel", "kernel", "content"),  # 2.6.x in the rebuild
+        ("cat /proc/self/personality > /persona", "aslr", "persona", "content"),
     ],
 )
 def test_divergent_step_is_reported(
@@ -111,6 +113,22 @@ def test_mtimes_only_when_asked(verify_builder: Builder, context: Path) -> None:
         ("mtime", "m"),
         ("mtime", "m/file"),
     }
+
+
+def test_a_source_date_epoch_clamp_lets_a_correct_build_pass(
+    verify_builder: Builder, context: Path
+) -> None:
+    # Written files and the directories they are created in get the time of the build: with
+    # the clamp in the past both runs' times compare as it; in the future they still differ.
+    op = '(run (shell "mkdir -p /e; echo same > /e/file; chmod 644 /e/file"))'
+    past = check(verify_builder, context, op, check_mtimes=True, source_date_epoch=1_600_000_000)
+    assert past.exit_code == 0, format_report(past)
+    assert "mtimes: later than SOURCE_DATE_EPOCH=1600000000 (2020-09-13T12:26:40" in (
+        format_report(past)
+    )
+    future = check(verify_builder, context, op, check_mtimes=True, source_date_epoch=4 * 10**9)
+    assert future.divergence is not None, format_report(future)
+    assert ("mtime", "e/file") in {(d.kind, d.path) for d in future.divergence.diff.differences}
 
 
 def test_copy_step_and_cached_result_untouched(verify_builder: Builder, context: Path) -> None:
