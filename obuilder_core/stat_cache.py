@@ -110,11 +110,7 @@ class StatCache:
 
     def put(self, st: os.stat_result, algorithm: str, digest: str) -> None:
         """Record `digest` for the file with this stat result (written by `flush`)."""
-        if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) < self.racy_window_ns:
-            return
-        row = (st.st_dev, st.st_ino, algorithm, st.st_size, st.st_mtime_ns, st.st_ctime_ns, digest)
-        with self._lock:
-            self._pending.append(row)
+        self.put_many([(st, digest)], algorithm)
 
     def put_many(self, items: Iterable[tuple[os.stat_result, str]], algorithm: str) -> None:
         """`put` for each (stat result, digest), with one clock reading and one lock (a tree

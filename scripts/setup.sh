@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install what the project needs on Debian 12, idempotently: the system tools the real
-# parts use (runc, btrfs, zfs-fuse, a registry, skopeo, umoci, buildah, busybox), xxhsum (xxhash:
+# parts use (runc, btrfs, zfs-fuse, a registry, skopeo, umoci, buildah, busybox), the
+# determinism checker's (disorderfs, libfaketime, diffoscope-minimal), xxhsum (xxhash:
 # bench/compare_trees.py's floor) and a virtualenv under the repository with the package and its
 # dev tools.
 set -euo pipefail

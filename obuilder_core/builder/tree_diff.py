@@ -115,7 +115,6 @@ class _Digests:
 
     def __init__(self, cache: StatCache | None) -> None:
         self.cache = cache
-        self.read_files = 0
 
     def get_all(self, root: Path, items: list[tuple[str, os.stat_result]]) -> dict[str, str]:
         known = (
@@ -136,7 +135,6 @@ class _Digests:
             # Recorded under the walk's lstat, taken before the read: a write after it changes
             # the ctime, so a digest of newer content is never found for the file's new state.
             self.cache.put_many(read, DEFAULT_ALGORITHM)
-        self.read_files += len(read)
         return out
 
     def _read(self, path: str) -> str:
