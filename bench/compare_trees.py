@@ -6,7 +6,8 @@ with `cp -a` to tree B (new inodes, so the stat cache, not the same-inode shortc
 avoids reading), and prints medians of:
 
   cold     compare_trees with an empty stat cache (reads every file of both trees)
-  warm     compare_trees with the stat cache filled by the cold run (reads nothing)
+  warm     compare_trees with the stat cache filled by the cold run: A's digests are cached,
+           B (verify's rebuild, a scratch tree) is read
   floor    `find A B -type f -print0 | xargs -0 xxhsum -H3`: hashing every file of both trees
            (XXH3, as the project's xxh3-128 digest) in one C process, page cache warm
   diff -r  for reference: GNU diff reading both trees

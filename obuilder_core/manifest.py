@@ -96,9 +96,19 @@ def quote(s: str) -> str:
     return ocaml_string(s)
 
 
-def hash_file(fd: int, algorithm: str) -> str:
-    """Digest exactly the content of the open file `fd` (read from its current offset)."""
+def hash_file(fd: int, algorithm: str, size_hint: int | None = None) -> str:
+    """Digest exactly the content of the open regular file `fd` (read from its current offset).
+
+    `size_hint`, the size a stat gave, saves the read that finds the end of a small file: a
+    regular file's read returns all it has up to the count asked, so getting exactly the
+    expected bytes when asking for one more means the end.
+    """
     h = ALGORITHMS[algorithm]()
+    if size_hint is not None and size_hint < _CHUNK:
+        first = os.read(fd, size_hint + 1)
+        h.update(first)
+        if len(first) == size_hint or not first:
+            return str(h.hexdigest())
     while chunk := os.read(fd, _CHUNK):
         h.update(chunk)
     return str(h.hexdigest())
@@ -268,7 +278,7 @@ class _Walker:
                 before = os.fstat(fd)
                 if not stat.S_ISREG(before.st_mode):
                     raise ManifestError(f"Unsupported file type for {quote(rel)}")
-                digest = hash_file(fd, self.algorithm)
+                digest = hash_file(fd, self.algorithm, before.st_size)
                 after = os.fstat(fd)
             except OSError as e:
                 raise ManifestError(f"Can't read {quote(rel)}: {e.strerror}") from None

@@ -4,19 +4,34 @@ checker's tree comparison)."""
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from obuilder_core.errors import ObuilderError
 
 #: A file changed this recently is hashed but not cached: its timestamps may not yet differ
 #: from those of a later write in the same clock tick (git's "racily clean" problem).
 RACY_WINDOW_NS = 2_000_000_000
+
+
+class FileStat(Protocol):
+    """What the cache keys a digest by: an `os.stat_result` has it, so does a tree comparison's
+    record of a path."""
+
+    @property
+    def st_dev(self) -> int: ...
+    @property
+    def st_ino(self) -> int: ...
+    @property
+    def st_size(self) -> int: ...
+    @property
+    def st_mtime_ns(self) -> int: ...
+    @property
+    def st_ctime_ns(self) -> int: ...
 
 
 _BATCH = 500  # inodes per query, well under sqlite's parameter limit
@@ -72,9 +87,7 @@ class StatCache:
                 db.close()
                 raise ObuilderError(f"Can't open stat cache {self.path}: {e}") from None
 
-    def get_many(
-        self, stats: Sequence[os.stat_result], algorithm: str
-    ) -> dict[tuple[int, int], str]:
+    def get_many(self, stats: Sequence[FileStat], algorithm: str) -> dict[tuple[int, int], str]:
         """Recorded digests of the files with these lstat results, by (dev, inode).
 
         Files whose size, mtime or ctime differ from the record are left out (misses).
@@ -108,11 +121,11 @@ class StatCache:
             except sqlite3.Error as e:
                 raise ObuilderError(f"Can't read stat cache {self.path}: {e}") from None
 
-    def put(self, st: os.stat_result, algorithm: str, digest: str) -> None:
+    def put(self, st: FileStat, algorithm: str, digest: str) -> None:
         """Record `digest` for the file with this stat result (written by `flush`)."""
         self.put_many([(st, digest)], algorithm)
 
-    def put_many(self, items: Iterable[tuple[os.stat_result, str]], algorithm: str) -> None:
+    def put_many(self, items: Iterable[tuple[FileStat, str]], algorithm: str) -> None:
         """`put` for each (stat result, digest), with one clock reading and one lock (a tree
         comparison records thousands)."""
         oldest = time.time_ns() - self.racy_window_ns

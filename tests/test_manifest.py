@@ -165,9 +165,9 @@ class ReadCounter:
         self.count = 0
         real = manifest.hash_file
 
-        def counting(fd: int, algorithm: str) -> str:
+        def counting(fd: int, algorithm: str, size_hint: int | None = None) -> str:
             self.count += 1
-            return real(fd, algorithm)
+            return real(fd, algorithm, size_hint)
 
         monkeypatch.setattr(manifest, "hash_file", counting)
 
@@ -269,3 +269,18 @@ def test_source_dir_may_be_a_symlink(ctx: Path, tmp_path: Path) -> None:
 def test_missing_source_dir(tmp_path: Path) -> None:
     with pytest.raises(ManifestError, match=r"Can't read source directory .*/nope: No such file"):
         generate(tmp_path / "nope", ".", [])
+
+
+@pytest.mark.parametrize("size", [0, 1, 4095, 4096, (1 << 20) - 1, 1 << 20, (1 << 20) + 7])
+def test_hash_file_with_a_size_hint_digests_the_same(tmp_path: Path, size: int) -> None:
+    # The hint saves a read for small files; right, wrong (the file changed) or absent, the
+    # digest is always of the whole content.
+    path = tmp_path / "f"
+    path.write_bytes(os.urandom(size))
+    expected = xxhash.xxh3_128(path.read_bytes()).hexdigest()
+    for hint in (None, size, max(size - 1, 0), size + 1):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            assert manifest.hash_file(fd, "xxh3_128", hint) == expected, hint
+        finally:
+            os.close(fd)

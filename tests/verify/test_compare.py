@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from obuilder_core.builder.tree_diff import compare_trees, content_detail
+from obuilder_core.builder.tree_diff import CompareError, compare_trees, content_detail
 from obuilder_core.stat_cache import StatCache
 
 
@@ -145,6 +145,32 @@ def test_stat_cache_avoids_rereading(trees: tuple[Path, Path], tmp_path: Path) -
     with StatCache(tmp_path / "cache.sqlite", racy_window_ns=0) as cache:
         assert compare_trees(a, b, stat_cache=cache).same
         rows = cache.get_many([os.lstat(a / "bin.dat"), os.lstat(b / "bin.dat")], "xxh3_128")
-        assert len(rows) == 2  # both digests recorded: the next comparison reads nothing
+        # A's digest is recorded, so the next comparison reads only B: the scratch tree (a
+        # rebuild, deleted after) is always read, its digests would only fill the cache.
+        assert list(rows) == [(os.lstat(a).st_dev, os.lstat(a / "bin.dat").st_ino)]
         (b / "bin.dat").write_bytes(b"x" * 1024)  # same size, new content: must miss
         assert kinds(a, b, stat_cache=cache) == [("content", "bin.dat")]
+
+
+@pytest.mark.parametrize("missing", ["A", "B"])
+def test_a_tree_that_cannot_be_read_is_an_error(
+    trees: tuple[Path, Path], tmp_path: Path, missing: str
+) -> None:
+    # Tree A is scanned by the helper process, B by the caller: both report the same way.
+    a, b = trees
+    shutil.rmtree(tmp_path / missing)
+    with pytest.raises(CompareError, match=rf"Can't read .*/{missing}: No such file"):
+        compare_trees(a, b)
+
+
+def test_a_file_that_differs_is_found_in_either_half(tmp_path: Path) -> None:
+    # The reads are split between two processes by bytes: a difference in the first or the
+    # last file must be seen whichever process read it.
+    a, b = tmp_path / "A", tmp_path / "B"
+    a.mkdir()
+    for i in range(40):
+        (a / f"f{i:02d}").write_bytes(bytes([i]) * 4096)
+    shutil.copytree(a, b)
+    (b / "f00").write_bytes(b"x" * 4096)
+    (b / "f39").write_bytes(b"y" * 4096)
+    assert kinds(a, b) == [("content", "f00"), ("content", "f39")]

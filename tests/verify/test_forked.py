@@ -1,0 +1,71 @@
+"""The forked helper process that lets a tree comparison use two CPUs."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from obuilder_core.builder.forked import Forked
+from obuilder_core.errors import ObuilderError
+
+
+def _pid_and_sum(*numbers: int) -> tuple[int, int]:
+    return os.getpid(), sum(numbers)
+
+
+def _fail(message: str) -> None:
+    raise ValueError(message)
+
+
+class _Unpicklable(Exception):
+    def __reduce__(self) -> object:
+        raise TypeError("not picklable")
+
+
+def _fail_unpicklably() -> None:
+    raise _Unpicklable("odd failure")
+
+
+def _exit_now() -> None:
+    os._exit(3)
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_calls_run_in_another_process_and_it_is_reaped() -> None:
+    with Forked() as helper:
+        pid = helper.pid
+        assert pid is not None
+        assert helper.start(_pid_and_sum, 1, 2, 3)() == (pid, 6)
+        assert helper.start(_pid_and_sum)() == (pid, 0)  # one process serves many calls
+    assert helper.pid is None and _gone(pid)
+
+
+def test_an_exception_in_the_child_is_raised_in_the_caller() -> None:
+    with Forked() as helper:
+        with pytest.raises(ValueError, match=r"^bad input$"):
+            helper.start(_fail, "bad input")()
+        with pytest.raises(ObuilderError, match=r"^_Unpicklable: odd failure$"):
+            helper.start(_fail_unpicklably)()
+        assert helper.start(_pid_and_sum, 5)()[1] == 5  # still serving
+
+
+def test_a_child_that_dies_is_an_error_not_a_hang() -> None:
+    with Forked() as helper, pytest.raises(ObuilderError, match="exited unexpectedly"):
+        helper.start(_exit_now)()
+
+
+def test_an_error_in_the_caller_kills_a_busy_child() -> None:
+    with pytest.raises(RuntimeError), Forked() as helper:
+        pid = helper.pid
+        assert pid is not None
+        helper.start(_pid_and_sum, 1)  # a result never collected
+        raise RuntimeError("caller failed")
+    assert _gone(pid)
