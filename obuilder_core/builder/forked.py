@@ -35,7 +35,12 @@ class Forked:
     def __init__(self) -> None:
         req_r, req_w = os.pipe()
         rep_r, rep_w = os.pipe()
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError as e:  # e.g. the pids limit reached
+            for fd in (req_r, req_w, rep_r, rep_w):
+                os.close(fd)
+            raise ObuilderError(f"Can't start a helper process: {e.strerror}") from None
         if pid == 0:  # pragma: no cover - the child; its work is seen through the parent
             _serve(req_r, rep_w)
         os.close(req_r)
@@ -48,15 +53,19 @@ class Forked:
         """Send `fn(*args)` to the child. The returned function waits for its result (or
         raises what the call raised there)."""
         assert not self._waiting, "one call at a time"
-        _send(self._requests, (fn, args))
         self._waiting = True
+        try:
+            _send(self._requests, (fn, args))
+        except BrokenPipeError:
+            raise ObuilderError("The helper process exited unexpectedly") from None
 
         def result() -> T:
             try:
                 ok, value = _receive(self._replies)
             except EOFError:
                 raise ObuilderError("The helper process exited unexpectedly") from None
-            self._waiting = False
+            finally:
+                self._waiting = False
             if not ok:
                 raise value
             return value  # type: ignore[no-any-return]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 
 import pytest
@@ -60,6 +61,24 @@ def test_an_exception_in_the_child_is_raised_in_the_caller() -> None:
 def test_a_child_that_dies_is_an_error_not_a_hang() -> None:
     with Forked() as helper, pytest.raises(ObuilderError, match="exited unexpectedly"):
         helper.start(_exit_now)()
+
+
+def test_a_call_to_a_dead_child_is_an_error() -> None:
+    with Forked() as helper:
+        with pytest.raises(ObuilderError, match="exited unexpectedly"):
+            helper.start(_exit_now)()
+        with pytest.raises(ObuilderError, match="exited unexpectedly"):
+            helper.start(_pid_and_sum, 1)()  # its pipe is closed: no hang, no BrokenPipeError
+
+
+def test_a_fork_that_fails_is_a_one_line_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The one fake here: a fork refused by the kernel (pids limit) cannot be provoked safely.
+    def refuse() -> int:
+        raise BlockingIOError(errno.EAGAIN, os.strerror(errno.EAGAIN))
+
+    monkeypatch.setattr(os, "fork", refuse)
+    with pytest.raises(ObuilderError, match=r"^Can't start a helper process: Resource temp"):
+        Forked()
 
 
 def test_an_error_in_the_caller_kills_a_busy_child() -> None:
