@@ -156,10 +156,27 @@ def _unmount(name: str) -> None:
             raise
 
 
+def _mounted(name: str) -> bool:
+    return _zfs("get", "-H", "-o", "value", "mounted", name, check=False).strip() == "yes"
+
+
 def _mount(name: str) -> None:
-    proc = run_zfs(["zfs", "mount", name])
-    if proc.returncode != 0 and b"already mounted" not in proc.stderr:
-        raise CommandError(["zfs", "mount", name], proc.returncode, proc.stderr.decode())
+    """Mount dataset `name` unless it is mounted.
+
+    Another process may be mounting it at the same moment (two builds finding one result
+    unmounted): zfs-fuse then fails the loser's `zfs mount` ("mountpoint or dataset is busy",
+    "failed to create mountpoint"). A failure after which the dataset is mounted is success;
+    otherwise the winner's mount may still be under way (or have failed), so try again.
+    """
+    for attempt in range(_BUSY_RETRIES):
+        proc = run_zfs(["zfs", "mount", name])
+        if proc.returncode == 0 or b"already mounted" in proc.stderr or _mounted(name):
+            return
+        err = proc.stderr.decode(errors="replace")
+        racing = "busy" in err or "failed to create mountpoint" in err
+        if not racing or attempt == _BUSY_RETRIES - 1:
+            raise CommandError(["zfs", "mount", name], proc.returncode, err)
+        time.sleep(0.2)
 
 
 def _destroy(name: str, *flags: str) -> None:

@@ -61,7 +61,8 @@ def find_named(root: Path, name: str) -> list[Path]:
 
 
 # A child process that opens a store and blocks inside a build (or while holding a cache
-# clone) until it reads a line on stdin, so a test can kill it or let it finish.
+# clone, or before looking up a result) until it reads a line on stdin, so a test can kill it
+# or let it finish.
 CHILD = r"""
 import sys
 from pathlib import Path
@@ -91,6 +92,10 @@ elif mode == "protect":
     with Index(store).protect([name]):
         print("ready", flush=True)
         sys.stdin.readline()
+elif mode == "result":
+    print("ready", flush=True)
+    sys.stdin.readline()
+    print(store.result(name), flush=True)
 elif mode == "chain":
     index = Index(store)
     prev = parent or None

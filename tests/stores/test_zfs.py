@@ -12,6 +12,7 @@ from obuilder_core.stores import CacheBusy, open_store
 from obuilder_core.stores.zfs import ZfsStore, zfs_cache_name
 from tests.stores.helpers import (
     find_named,
+    finish,
     rootfs_files,
     spawn,
     step_files,
@@ -139,3 +140,30 @@ def test_cache_names_are_valid_and_injective_dataset_names() -> None:
 def test_bad_dataset_is_a_clear_error(zfs_pool: str) -> None:
     with pytest.raises(Exception, match=f"zfs:{zfs_pool}/nope: cannot open dataset"):
         open_store(f"zfs:{zfs_pool}/nope")
+
+
+def test_processes_mounting_one_result_together_all_get_it(
+    store: ZfsStore, zfs_dataset: str
+) -> None:
+    """Several processes finding one committed step unmounted each mount it (they race for
+    `zfs mount`, which zfs-fuse fails for the losers with "busy" or "failed to create
+    mountpoint")."""
+    spec = f"zfs:{zfs_dataset}"
+    store.build("p", None, write_step({"a": "A"}))
+    for _ in range(5):
+        subprocess.run(["zfs", "unmount", f"{zfs_dataset}/result/p"], check=True, timeout=60)
+        children = [spawn("result", spec, "p") for _ in range(4)]
+        try:
+            for child in children:
+                wait_ready(child)  # all are waiting on stdin: release them together
+            for child in children:
+                assert child.stdin is not None
+                child.stdin.write("\n")
+                child.stdin.flush()
+            outs = [finish(child) for child in children]
+        finally:
+            for child in children:
+                child.kill()
+                child.wait()
+        assert {out.split()[0] for out in outs} == {str(store.root / "result" / "p")}
+    assert rootfs_files(store.root / "result" / "p") == {"a": "A"}
