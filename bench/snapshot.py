@@ -5,10 +5,12 @@ Makes its own loop device with a btrfs filesystem and removes it at the end (eve
 
 For each tree size N it builds a parent step with N files, then times, median of --runs:
   store   `store.build(child, parent, no-op)`: writable snapshot, read-only snapshot, delete;
-  raw     one `btrfs subvolume snapshot` of the parent's step dir (the floor of a clone);
-  floor   `snapshot` + `snapshot -r` + `subvolume delete` (the WORKLOAD.md floor of a step).
-and prints the medians and the ratios store/raw and store/floor. A ratio that stays flat from
-1k to 20k files shows that snapshot cost does not grow with the size of the tree.
+  raw     one `btrfs subvolume snapshot` of the parent's step dir (a clone by the command);
+  floor   `snapshot` + `snapshot -r` + `subvolume delete` (the WORKLOAD.md floor of a step, by
+          the `btrfs` command: what the store cost when it ran the command);
+  ioctl   the same three as in-process ioctls (`btrfs_ioctl`), the floor of the store now;
+and prints the medians and the ratios store/raw, store/floor and store/ioctl. A ratio that stays
+flat from 1k to 20k files shows that snapshot cost does not grow with the size of the tree.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from obuilder_core.stores import btrfs_ioctl
 from obuilder_core.stores.btrfs import BtrfsStore
 from obuilder_core.stores.btrfs import open_backend as open_btrfs
 
@@ -76,8 +79,10 @@ def median_ms(runs: int, once: Callable[[int], float]) -> float:
     return statistics.median(once(i) for i in range(runs)) * 1000
 
 
-def bench_size(store: BtrfsStore, scratch: Path, n: int, runs: int) -> tuple[float, float, float]:
-    """(store build, raw snapshot, floor) medians in ms for a parent of `n` files."""
+def bench_size(
+    store: BtrfsStore, scratch: Path, n: int, runs: int
+) -> tuple[float, float, float, float]:
+    """(store build, raw snapshot, floor, ioctl floor) medians in ms for a parent of `n` files."""
     parent = f"parent-{n}"
     src = store.build(parent, None, tree_of(n))
     # Write the tree out first, so the runs time snapshots and not the tree's writeback.
@@ -108,7 +113,18 @@ def bench_size(store: BtrfsStore, scratch: Path, n: int, runs: int) -> tuple[flo
         sh("btrfs", "subvolume", "delete", str(ro))
         return dt
 
-    return median_ms(runs, store_once), median_ms(runs, raw_once), median_ms(runs, floor_once)
+    def ioctl_once(i: int) -> float:
+        tmp, ro = scratch / f"itmp-{n}-{i}", scratch / f"iro-{n}-{i}"
+        t = time.perf_counter()
+        btrfs_ioctl.snapshot(src, tmp, read_only=False)
+        btrfs_ioctl.snapshot(tmp, ro, read_only=True)
+        btrfs_ioctl.delete_subvolume(tmp)
+        dt = time.perf_counter() - t
+        btrfs_ioctl.delete_subvolume(ro)
+        return dt
+
+    store_ms, raw_ms = median_ms(runs, store_once), median_ms(runs, raw_once)
+    return store_ms, raw_ms, median_ms(runs, floor_once), median_ms(runs, ioctl_once)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,11 +141,13 @@ def main(argv: list[str] | None = None) -> int:
         scratch = mnt / "scratch"
         scratch.mkdir()
         print(f"btrfs store snapshot cost, median of {args.runs} runs (ms)")
-        head = ("files", "store", "raw", "floor", "store/raw", "store/floor")
-        print("{:>7} {:>8} {:>8} {:>8} {:>10} {:>12}".format(*head))
+        medians = ("files", "store", "raw", "floor", "ioctl")
+        ratios = ("store/raw", "store/floor", "store/ioctl")
+        print("{:>7} {:>8} {:>8} {:>8} {:>8} {:>10} {:>12} {:>12}".format(*medians, *ratios))
         for n in args.sizes:
-            s, r, f = bench_size(store, scratch, n, args.runs)
-            print(f"{n:>7} {s:8.1f} {r:8.1f} {f:8.1f} {s / r:10.2f} {s / f:12.2f}")
+            s, r, f, i = bench_size(store, scratch, n, args.runs)
+            print(f"{n:>7} {s:8.1f} {r:8.1f} {f:8.1f} {i:8.1f}", end="")
+            print(f" {s / r:10.2f} {s / f:12.2f} {s / i:12.2f}")
     return 0
 
 

@@ -3,18 +3,24 @@
 Layout: see `DirStore`. Builds run in a writable snapshot `result-tmp/<pid>-<rand>-<id>`; on
 success a read-only snapshot of it is taken as `result/<id>` (snapshots cost the same for 1k
 or 100k files). Caches are writable subvolumes `cache/c-<escaped>`, cloned by snapshot.
+Subvolumes are created, snapshotted and deleted by ioctls (`btrfs_ioctl`), not by the `btrfs`
+command: a step starts no process. The command remains for df() and on a full disk.
 """
 
 from __future__ import annotations
 
 import array
+import contextlib
+import errno
 import fcntl
 import logging
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 from obuilder_core.process import run_cmd
+from obuilder_core.stores import btrfs_ioctl
 from obuilder_core.stores.base import StoreError
 from obuilder_core.stores.dirstore import DirStore
 from obuilder_core.stores.disk import fs_type, is_full, remove_tree, seal_root
@@ -47,17 +53,22 @@ class BtrfsStore(DirStore):
         set_nocow(root / "state")
 
     def _create_empty(self, path: Path) -> None:
-        run_cmd(["btrfs", "subvolume", "create", str(path)])
+        with _failing(f"btrfs subvolume create of {path}"):
+            btrfs_ioctl.create_subvolume(path)
 
     def _clone(self, src: Path, dst: Path) -> None:
-        run_cmd(["btrfs", "subvolume", "snapshot", str(src), str(dst)])
+        with _failing(f"btrfs snapshot of {src} to {dst}"):
+            btrfs_ioctl.snapshot(src, dst, read_only=False)
 
     def _commit(self, tmp: Path, dst: Path, id: str) -> None:
-        # Creating a snapshot is atomic: `dst` appears complete or not at all. An existing
-        # `dst` would make btrfs put the snapshot inside it, so refuse that first.
-        if dst.exists():
-            raise StoreError(f"step {id} already exists in the store")
-        run_cmd(["btrfs", "subvolume", "snapshot", "-r", str(tmp), str(dst)])
+        # One ioctl makes the read-only snapshot: `dst` appears complete and read-only, or not
+        # at all. An existing `dst` is refused by the kernel (EEXIST), with no race.
+        try:
+            btrfs_ioctl.snapshot(tmp, dst, read_only=True)
+        except FileExistsError:
+            raise StoreError(f"step {id} already exists in the store") from None
+        except OSError as e:
+            raise _error(f"btrfs read-only snapshot of {tmp} to {dst}", e) from None
 
     def _remove(self, path: Path) -> None:
         if not is_subvolume(path):
@@ -67,16 +78,18 @@ class BtrfsStore(DirStore):
         # full disk, commit, wait for the cleaner and commit again, so that the very next
         # build (or clean) has the space back at once (about 25 ms instead of 30 s or more).
         full = is_full(self.root)
-        delete = ["btrfs", "subvolume", "delete", *(["--commit-after"] if full else []), str(path)]
-        proc = run_cmd(delete, check=False)
-        if proc.returncode != 0:
+        try:
+            btrfs_ioctl.delete_subvolume(path)
+        except OSError as e:
+            if e.errno != errno.ENOTEMPTY:
+                raise _error(f"btrfs subvolume delete of {path}", e) from None
             # A subvolume that contains others (a build may create them; snapshots never
             # include them) cannot be deleted until they are; this is rare, so walk only now.
             self._remove_nested(path)
-            run_cmd(delete)
+            with _failing(f"btrfs subvolume delete of {path}"):
+                btrfs_ioctl.delete_subvolume(path)
         if full:
-            for sub in ("subvolume", "filesystem"):
-                run_cmd(["btrfs", sub, "sync", str(self.root)], check=False, timeout=300)
+            self._settle(timeout=300)
 
     def _remove_nested(self, path: Path) -> None:
         for dirpath, dirnames, _ in os.walk(path):
@@ -85,16 +98,46 @@ class BtrfsStore(DirStore):
                     dirnames.remove(d)
                     self._remove(Path(dirpath, d))
 
+    def _settle(self, timeout: float) -> None:
+        """Commit, wait until the cleaner has freed every deleted subvolume, commit again."""
+        # The commits are ioctls. The wait is the `btrfs subvolume sync` command, run only on a
+        # full disk and by df(): no ioctl waits for the cleaner, the command polls the tree of
+        # tree roots until the deleted subvolumes are gone from it.
+        _sync(self.root)
+        run_cmd(["btrfs", "subvolume", "sync", str(self.root)], check=False, timeout=timeout)
+        _sync(self.root)
+
     def df(self) -> float:
         """Free space in percent, from `btrfs filesystem usage` after pending deletes finish."""
         # Deleted subvolumes are cleaned in the background after a commit: commit (which also
         # wakes the cleaner), wait for the cleaning, and commit the freed space.
-        for sub in ("filesystem", "subvolume", "filesystem"):
-            run_cmd(["btrfs", sub, "sync", str(self.root)], check=False, timeout=120)
+        self._settle(timeout=120)
         out = run_cmd(["btrfs", "filesystem", "usage", "-b", str(self.root)]).stdout.decode()
         size = _field(out, "Device size")
         used = _field(out, "Used")
         return 100.0 if size == 0 else 100.0 - 100.0 * used / size
+
+
+@contextlib.contextmanager
+def _failing(what: str) -> Iterator[None]:
+    """Turn an OSError of the block into the one-line StoreError `_error` makes."""
+    try:
+        yield
+    except OSError as e:
+        raise _error(what, e) from None
+
+
+def _error(what: str, e: OSError) -> StoreError:
+    """One line: `btrfs snapshot of X to Y failed: [Errno 28] No space left on device`."""
+    return StoreError(f"{what} failed: [Errno {e.errno}] {e.strerror}")
+
+
+def _sync(root: Path) -> None:
+    """Commit `root`'s filesystem, as a best effort (as `btrfs filesystem sync` was run)."""
+    try:
+        btrfs_ioctl.sync(root)
+    except OSError as e:
+        log.debug("btrfs sync of %s failed: %s", root, e)
 
 
 FS_IOC_GETFLAGS = 0x80086601
