@@ -10,7 +10,9 @@ snapshot of the base rootfs; a btrfs snapshot + read-only snapshot + delete; hos
 
   cold    10 run steps + copy + 1 run step: 11 x (runc + snapshot) + (tar copy + snapshot)
   cached  nothing to run: the floor is reading the source tree once (`tar -cf - srcdir`)
-  edit    the copy and the last run step: tar copy + 2 x snapshot + runc
+  edit    one source file rewritten: the copy and the last run step run again. The copy starts
+          from the previous copy's result and sends only what changed, so the floor is the
+          full copy it avoids, host `tar | tar` (issue 12's goal: ratio <= 0.6)
   step    one `(run (shell "true"))`: runc + snapshot
   verify  `obuilder verify` of the cached W (default variations, explanations on): the goal is
           under 2 x the cold build, so its "floor" column is the cold build's median. It runs
@@ -240,7 +242,7 @@ def run_scenarios(builder: Builder, mnt: Path, context: Path, runs: int) -> None
     rows = [
         ("cold", m["cold"], 11 * step_floor + m["tar"] + m["snap"], "11 x (runc+snap) + tar copy"),
         ("cached", m["cached"], m["read"], "tar -cf - srcdir"),
-        ("edit", m["edit"], m["tar"] + 2 * m["snap"] + m["runc"], "tar copy + runc + 2 snap"),
+        ("edit", m["edit"], m["tar"], "tar copy: goal ratio <= 0.6"),
         ("step", m["step"], step_floor, "runc + snap"),
         ("verify", m["verify"], m["cold"], "the cold build: goal ratio < 2"),
     ]

@@ -11,6 +11,10 @@ targets through GNU LongLink records, large ids in base-256), with these differe
   and each file's content is re-hashed while it is sent: a source that changed since its
   manifest was taken fails the copy (ManifestError) instead of sending unkeyed content.
 
+An edit (`previous`: the listing a copy of the same sources wrote, on whose result the copy is
+made) skips the files and symlinks whose listing record is unchanged; directory entries are
+always sent, so that their modes and owners are what a full copy gives.
+
 Every entry is owned by the context user (uid/gid; a NamedUser is sent as uname/gname with ids 0
 and the extracting tar maps the name). Files carry the manifest's mode (0755 if any exec bit,
 else 0644), directories 0755, symlinks 0777; mtimes are the source's (whole seconds).
@@ -51,6 +55,13 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
+Record = tuple[str, str, int, int, int]
+"""What a copy wrote at one tar member: (kind "f"/"l"/"d", digest or link target, size, mode,
+mtime in whole seconds)."""
+Listing = dict[str, Record]
+"""What a copy wrote, by tar member (a path below the container's `/`, without a leading /)."""
+
+
 class CopyStreamError(ObuilderError):
     """The receiving side of a copy's tar stream went away before the stream ended."""
 
@@ -87,13 +98,16 @@ def write_copy_tar(
     user: User,
     *,
     create_dirs: Sequence[str] = (),
-) -> None:
-    """Write the tar stream of a copy of `items` (manifests of `src_dir`) to `dst` into `out`.
+    previous: Listing | None = None,
+) -> Listing:
+    """Write the tar stream of a copy of `items` (manifests of `src_dir`) to `dst` into `out`;
+    return its listing (what the result holds at each member the copy wrote).
 
     `dst` is the normalised absolute destination (keys.copy_destination). SINGLE writes the one
     item as `dst` (a directory renamed to dst, with its contents); MULTI writes each item into
     `dst/` under its basename, except the whole source dir (`(src .)`) whose contents go
     straight into `dst/`. `create_dirs` (from `missing_dirs`) get directory entries first.
+    With `previous`, files and symlinks whose record is the same there are not sent.
     Raises ManifestError if the source changed since the manifests were taken and
     CopyStreamError if `out` is closed by the reader. After an exception the stream is cut
     short: the caller must fail the step even if the extracting tar exits 0.
@@ -101,23 +115,50 @@ def write_copy_tar(
     if shape is CopyShape.SINGLE and (len(items) != 1 or not dst.strip("/")):
         raise ValueError("a SINGLE copy has exactly one item and a destination below /")
     writer = _Writer(out, _owner(user))
+    listing: Listing = {}
     try:
         for d in create_dirs:
             writer.header(d.strip("/"), tarfile.DIRTYPE, DIR_MODE, 0)
+            listing[d.strip("/")] = ("d", "", 0, DIR_MODE, 0)
         base = dst.strip("/")
         with _open_dir(src_dir, "") as root_fd:
             for m in items:
-                _send_item(writer, root_fd, m, base, shape)
+                sender = _Sender(writer, m.algorithm, listing, previous or {})
+                _send_item(sender, root_fd, m, base, shape)
         writer.finish()
     except BrokenPipeError:
         raise CopyStreamError("The copy's tar stream was closed by the receiving tar") from None
+    return listing
 
 
-def _send_item(writer: _Writer, root_fd: int, m: Manifest, base: str, shape: CopyShape) -> None:
+def member_kinds(items: Sequence[Manifest], dst: str, shape: CopyShape) -> dict[str, str]:
+    """The tar members a copy of `items` to `dst` writes (not counting `create_dirs`), with
+    their kinds as in a Listing: the names `write_copy_tar` gives, from the manifests alone."""
+    kinds: dict[str, str] = {}
+
+    def add(entry: Entry, member: str) -> None:
+        if member:
+            kinds[member] = (
+                "f" if isinstance(entry, File) else "l" if isinstance(entry, Symlink) else "d"
+            )
+        if isinstance(entry, Dir):
+            for child in entry.entries:
+                add(child, _join(member, child.path.rpartition("/")[2]))
+
+    base = dst.strip("/")
+    for m in items:
+        name = m.root.path.rpartition("/")[2]
+        if shape is CopyShape.SINGLE or (m.root.path == "" and isinstance(m.root, Dir)):
+            add(m.root, base)
+        else:
+            add(m.root, _join(base, name))
+    return kinds
+
+
+def _send_item(sender: _Sender, root_fd: int, m: Manifest, base: str, shape: CopyShape) -> None:
     entry = m.root
     parent_rel, _, name = entry.path.rpartition("/")
     with _open_parents(root_fd, parent_rel) as parent_fd:
-        sender = _Sender(writer, m.algorithm)
         if shape is CopyShape.SINGLE:
             sender.send(parent_fd, name, entry, base)
         elif entry.path == "" and isinstance(entry, Dir):
@@ -195,10 +236,14 @@ class _Writer:
 
 @dataclass(frozen=True)
 class _Sender:
-    """Sends manifest entries, re-reading the source relative to directory fds."""
+    """Sends manifest entries, re-reading the source relative to directory fds, and lists what
+    it sent in `listing`; a file or symlink whose record is the same in `previous` is listed
+    but not sent."""
 
     writer: _Writer
     algorithm: str
+    listing: Listing
+    previous: Listing
 
     def send(self, parent_fd: int, name: str, entry: Entry, member: str) -> None:
         if isinstance(entry, File):
@@ -208,7 +253,9 @@ class _Sender:
         else:
             with _open_dir(parent_fd, name or ".", entry.path) as fd:
                 if member:
-                    self.writer.header(member, tarfile.DIRTYPE, DIR_MODE, _mtime(os.fstat(fd)))
+                    mtime = _mtime(os.fstat(fd))
+                    self.writer.header(member, tarfile.DIRTYPE, DIR_MODE, mtime)
+                    self.listing[member] = ("d", "", 0, DIR_MODE, mtime)
                 self.children(fd, entry, member)
 
     def children(self, dir_fd: int, entry: Dir, member: str) -> None:
@@ -224,9 +271,14 @@ class _Sender:
             raise _changed(entry.path) from None
         if target != entry.target:
             raise _changed(entry.path)
-        self.writer.header(member, tarfile.SYMTYPE, LINK_MODE, _mtime(st), linkname=target)
+        record = ("l", target, 0, LINK_MODE, _mtime(st))
+        self.listing[member] = record
+        if self.previous.get(member) != record:
+            self.writer.header(member, tarfile.SYMTYPE, LINK_MODE, record[4], linkname=target)
 
     def _file(self, parent_fd: int, name: str, entry: File, member: str) -> None:
+        if member in self.previous and self._unchanged(parent_fd, name, entry, member):
+            return
         try:
             fd = os.open(name, _FILE_FLAGS, dir_fd=parent_fd)
         except OSError:
@@ -235,7 +287,9 @@ class _Sender:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode) or st.st_size != entry.size:
                 raise _changed(entry.path)
-            self.writer.header(member, tarfile.REGTYPE, entry.mode, _mtime(st), entry.size)
+            mtime = _mtime(st)
+            self.listing[member] = ("f", entry.digest, entry.size, entry.mode, mtime)
+            self.writer.header(member, tarfile.REGTYPE, entry.mode, mtime, entry.size)
             h = ALGORITHMS[self.algorithm]()
             left = entry.size
             while left > 0:
@@ -250,6 +304,22 @@ class _Sender:
             self.writer.pad()
         finally:
             os.close(fd)
+
+    def _unchanged(self, parent_fd: int, name: str, entry: File, member: str) -> bool:
+        """Whether the result already holds this file as the source has it now (same digest,
+        size, mode and mtime as the previous copy wrote): then it is listed, not sent. The
+        digest is the manifest's, taken moments ago; an lstat checks that it still stands."""
+        try:
+            st = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+        except OSError:
+            raise _changed(entry.path) from None
+        if not stat.S_ISREG(st.st_mode) or st.st_size != entry.size:
+            raise _changed(entry.path)
+        record = ("f", entry.digest, entry.size, entry.mode, _mtime(st))
+        if self.previous[member] != record:
+            return False
+        self.listing[member] = record
+        return True
 
 
 def _read(fd: int, n: int, path: str) -> bytes:

@@ -13,7 +13,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from obuilder_core.copy_tar import CopyStreamError, gnu_header, missing_dirs, write_copy_tar
+from obuilder_core.copy_tar import (
+    CopyStreamError,
+    gnu_header,
+    member_kinds,
+    missing_dirs,
+    write_copy_tar,
+)
 from obuilder_core.manifest import Manifest, ManifestError, generate
 from obuilder_core.paths import CopyShape, copy_destination
 from obuilder_core.process import run_cmd
@@ -344,3 +350,43 @@ def test_closed_reader_is_a_clear_error(ctx: Path) -> None:
     os.close(r)
     with open(w, "wb") as out, pytest.raises(CopyStreamError, match="closed by the receiving"):
         write_copy_tar(out, ctx, _items(ctx, "src"), "/dst", CopyShape.MULTI, OPAM)
+
+
+@pytest.mark.parametrize(
+    ("srcs", "dst"),
+    [(["src", "file"], "/home/opam/"), (["."], "/ctx"), (["."], "/"), (["src/sub"], "/opt/s")],
+)
+def test_the_listing_names_every_member_sent(ctx: Path, srcs: list[str], dst: str) -> None:
+    """`member_kinds` (from the manifests alone) names what the stream holds, as the listing
+    does; the listing records each member as sent."""
+    items = [generate(ctx, s, []) for s in srcs]
+    path, shape = copy_destination("/", dst, len(items))
+    out = io.BytesIO()
+    listing = write_copy_tar(out, ctx, items, path, shape, OPAM)
+    with tarfile.open(fileobj=io.BytesIO(out.getvalue())) as tar:
+        members = {m.name.rstrip("/"): m for m in tar.getmembers()}
+    assert set(listing) == set(members) == set(member_kinds(items, path, shape))
+    for name, (kind, what, size, mode, mtime) in listing.items():
+        m = members[name]
+        assert kind == {tarfile.REGTYPE: "f", tarfile.SYMTYPE: "l", tarfile.DIRTYPE: "d"}[m.type]
+        assert (size, mode, mtime) == (m.size, m.mode, m.mtime)
+        if kind != "f":  # a file's is its digest
+            assert what == (m.linkname if kind == "l" else "")
+
+
+def test_an_edit_sends_directories_and_what_changed(ctx: Path) -> None:
+    """With the previous copy's listing, unchanged files and symlinks are listed, not sent."""
+    items = _items(ctx, "src")
+    previous = write_copy_tar(io.BytesIO(), ctx, items, "/dst", CopyShape.MULTI, OPAM)
+    (ctx / "src" / "main.ml").write_text("changed\n")
+    os.utime(ctx / "src" / "link", (5, 5), follow_symlinks=False)
+    items = _items(ctx, "src")
+    out = io.BytesIO()
+    listing = write_copy_tar(out, ctx, items, "/dst", CopyShape.MULTI, OPAM, previous=previous)
+    with tarfile.open(fileobj=io.BytesIO(out.getvalue())) as tar:
+        sent = {m.name.rstrip("/") for m in tar.getmembers()}
+    dirs = {m for m, r in listing.items() if r[0] == "d"}
+    changed = {"dst/src/main.ml", "dst/src/hard.ml", "dst/src/link"}  # hard.ml: a hard link
+    assert sent == dirs | changed
+    assert listing["dst/src/link"][4] == 5
+    assert set(listing) == set(previous)

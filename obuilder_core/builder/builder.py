@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from obuilder_core import keys
+from obuilder_core.builder import incremental
 from obuilder_core.builder.client import Client, StepFailure
 from obuilder_core.builder.context import Context
 from obuilder_core.builder.plans import CopyPlan, RunPlan
@@ -28,7 +29,7 @@ from obuilder_core.builder.remote_steps import RemoteSteps
 from obuilder_core.builder.result import BuildResult, FinalSettings, LogEvent, StepRecord
 from obuilder_core.builder.step_runner import StepRunner
 from obuilder_core.builder.steps import fetch_base, read_image_config
-from obuilder_core.builder.usage import Usage
+from obuilder_core.builder.usage import Usage, store_line
 from obuilder_core.errors import ObuilderError
 from obuilder_core.images import ImageInfo, ImageSource, LocalImages, default_sources
 from obuilder_core.index import Index
@@ -230,6 +231,7 @@ class Builder:
 
     def usage(self) -> Usage:
         """What the store holds: steps, their size, caches, and the free space."""
+        self.index.measure_missing()
         rows = [r for r in (self.index.get(i) for i in self.index.ids()) if r is not None]
         return Usage(
             store=self.location,
@@ -241,8 +243,10 @@ class Builder:
         )
 
     def describe(self) -> str:
-        """One line for a header: `store KIND:ARG (N steps, SIZE), runc VERSION`."""
-        return f"store {self.usage().summary()}, {self.sandbox.describe()}"
+        """One line for a header: `store KIND:ARG (N steps), runc VERSION`. Cheap: neither
+        the free space nor the size of the steps (`usage`) is measured."""
+        line = store_line(self.location, self.store.kind, self.index.count())
+        return f"store {line}, {self.sandbox.describe()}"
 
     def delete_cache(self, name: str) -> None:
         """Delete cache `name` (a no-op if it does not exist). Raises CacheBusy where a store
@@ -548,6 +552,7 @@ class Builder:
             client.limits,
             context=None if stage else ctx.src_dir,
             stage=stage,
+            family=incremental.family(material),
         )
         self._steps.get(id, parent, client, held, fresh=not use_cache, plan=plan, material=material)
         return id

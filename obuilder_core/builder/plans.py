@@ -42,6 +42,8 @@ class CopyPlan:
     limits: Limits
     context: Path | None = None
     stage: str | None = None
+    family: str | None = None
+    """The copy's family (builder/incremental.py), to start from its previous result."""
 
 
 Plan = RunPlan | CopyPlan

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from obuilder_core.builder.client import Client
 from obuilder_core.builder.explain import why_missed
 from obuilder_core.builder.flights import FlightCancelled, Flights
+from obuilder_core.builder.incremental import Edit, plan_edit
 from obuilder_core.builder.plans import CopyPlan, Plan, RunPlan
 from obuilder_core.builder.remote_steps import RemoteSteps
 from obuilder_core.builder.result import StepRecord
@@ -128,8 +129,15 @@ class StepRunner:
             outcome = Outcome("cached")
         else:
             assert fill is not None or plan is not None
-            fill = fill or self.fill(plan, progress=client.progress)  # type: ignore[arg-type]
-            execute = self._executor(id, parent, fill, remote=not fresh)
+            edit = None
+            if isinstance(plan, CopyPlan) and parent is not None and not fresh:
+                edit = self._edit(plan, parent, held)
+            if edit is not None:
+                base = ocaml_string(edit.base)
+                client.event("note", f"---> copying onto {base}, the last result of this copy")
+            fill = fill or self.fill(plan, progress=client.progress, edit=edit)  # type: ignore[arg-type]
+            family = plan.family if isinstance(plan, CopyPlan) and not fresh else None
+            execute = self._executor(id, parent, fill, remote=not fresh, edit=edit, family=family)
             outcome = self._once(id, execute, client)
             if outcome.kind == "saved" and self.remote.pulled_from(id):
                 outcome = Outcome("pulled", self.remote.pulled_from(id) or "")
@@ -253,23 +261,59 @@ class StepRunner:
     def has(self, id: str) -> bool:
         return self.store.result(id) is not None
 
-    def _executor(self, id: str, parent: str | None, fill: Fill, *, remote: bool) -> Execute:
-        """Execute the step (or pull it from a `--cache-from` cache, if `remote`) and index it."""
+    def _edit(self, plan: CopyPlan, parent: str, held: contextlib.ExitStack) -> Edit | None:
+        """How to build copy `plan` from the previous result of its family, or None (a full
+        copy: see builder/incremental.py for when)."""
+        # getattr: a third-party backend may not say; it is then taken to be False.
+        if plan.family is None or not getattr(self.store, "independent_clones", False):
+            return None
+        try:
+            base = self.index.last_copy(plan.family)
+            if base is None:
+                return None
+            held.enter_context(self.index.protect([base]))  # pruning must not take it now
+            base_dir = self.store.result(base)
+            if base_dir is None:
+                return None
+            with self.store.view(parent) as parent_dir:
+                rootfs = parent_dir / "rootfs"
+                return plan_edit(base, base_dir, rootfs, plan.items, plan.dst, plan.shape)
+        except (OSError, ObuilderError) as e:  # never fail a build for a shortcut
+            logger.warning("copying in full (cannot start from the previous copy): %s", e)
+            return None
+
+    def _executor(
+        self,
+        id: str,
+        parent: str | None,
+        fill: Fill,
+        *,
+        remote: bool,
+        edit: Edit | None = None,
+        family: str | None = None,
+    ) -> Execute:
+        """Execute the step (or pull it from a `--cache-from` cache, if `remote`) and index it.
+        The build starts from a clone of `edit.base`, if given, else of `parent`; a copy of
+        `family` built here is remembered as the family's latest."""
 
         def execute(write: Emit, cancel: threading.Event) -> None:
+            built = False
             if not (remote and self.remote.pull(id, parent, write)):
-                self._build(id, parent, fill, write, cancel)
+                self._build(id, edit.base if edit else parent, fill, write, cancel)
+                built = True
             try:
                 self.index.add(id, parent)
+                if built and family is not None:
+                    self.index.record_copy(family, id)
             except StoreError as e:  # the step is committed; reconcile indexes it at next open
                 logger.warning("step %s saved, but not indexed yet: %s", id, e)
 
         return execute
 
     def _build(
-        self, id: str, parent: str | None, fill: Fill, write: Emit, cancel: threading.Event
+        self, id: str, clone: str | None, fill: Fill, write: Emit, cancel: threading.Event
     ) -> None:
-        """Execute the step's `fill` in a temporary dir and commit it."""
+        """Execute the step's `fill` in a temporary clone of step `clone` and commit it."""
 
         def in_tmp(tmp: Path) -> None:
             self.remote.built_here(tmp)
@@ -283,7 +327,7 @@ class StepRunner:
                 fill(tmp, tee, cancel)
 
         try:
-            self.store.build(id, parent, in_tmp)
+            self.store.build(id, clone, in_tmp)
         except OSError as e:
             if e.errno != errno.ENOSPC:
                 raise
@@ -300,9 +344,11 @@ class StepRunner:
         plan: Plan,
         sandbox: Sandbox | None = None,
         progress: Progress | None = None,
+        edit: Edit | None = None,
     ) -> Fill:
         """What executing `plan` writes into a step's temporary dir (with `sandbox`, default
-        the runner's, for its commands); `progress` gets the bytes a copy has sent so far."""
+        the runner's, for its commands); `progress` gets the bytes a copy has sent so far;
+        `edit`: the copy starts from the previous result of its family."""
         runner = sandbox or self.sandbox
         if isinstance(plan, RunPlan):
 
@@ -335,6 +381,7 @@ class StepRunner:
                     cancel=cancel,
                     limits=plan.limits,
                     progress=progress,
+                    edit=edit,
                 )
 
         return copy

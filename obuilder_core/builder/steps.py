@@ -16,8 +16,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import BinaryIO, cast
 
-from obuilder_core.copy_tar import CopyStreamError, missing_dirs, write_copy_tar
+from obuilder_core.builder.incremental import Edit, save_listing
+from obuilder_core.copy_tar import CopyStreamError, Listing, missing_dirs, write_copy_tar
 from obuilder_core.images import ImageConfig, ImageNotFound, ImageSource, fetch_image
+from obuilder_core.in_root import remove_in_root
 from obuilder_core.log import ByteCounter, Emit, Progress
 from obuilder_core.manifest import Manifest
 from obuilder_core.paths import CopyShape
@@ -125,16 +127,26 @@ def copy_files(
     cancel: threading.Event,
     limits: Limits = DEFAULT_LIMITS,
     progress: Progress | None = None,
+    edit: Edit | None = None,
 ) -> None:
     """Stream the copy's tar into the sandbox's unpacker (`tar -xf -` as root, for runc) on
-    `tmp/rootfs`; `progress` gets the bytes sent so far after each MiB.
+    `tmp/rootfs`, and save the listing of what it wrote; `progress` gets the bytes sent so
+    far after each MiB. With `edit`, `tmp` is a clone of the previous result of the copy's
+    family: what that copy wrote and this one does not goes first, and only changes are sent.
 
     tar resolves paths inside the container, so symlinks planted by earlier steps never lead
-    outside the rootfs. If the stream failed (e.g. a source changed since its manifest), the
-    step fails whatever tar's exit status: a stream cut between members looks complete.
+    outside the rootfs (nor do the removals: `in_root`). If the stream failed (e.g. a source
+    changed since its manifest), the step fails whatever tar's exit status: a stream cut
+    between members looks complete.
     """
     rootfs = tmp / "rootfs"
-    create = missing_dirs(rootfs, dst, shape)
+    if edit is None:
+        create, previous = missing_dirs(rootfs, dst, shape), None
+    else:
+        for member in edit.remove:
+            remove_in_root(rootfs, member)
+        create, previous = list(edit.create_dirs), edit.previous
+    listing: list[Listing] = []
     r, w = os.pipe()
     reader, writer = os.fdopen(r, "rb"), os.fdopen(w, "wb")
     out = writer if progress is None else cast(BinaryIO, _Counting(writer, ByteCounter(progress)))
@@ -143,7 +155,11 @@ def copy_files(
     def send() -> None:
         try:
             with writer:
-                write_copy_tar(out, src_dir, items, dst, shape, user, create_dirs=create)
+                listing.append(
+                    write_copy_tar(
+                        out, src_dir, items, dst, shape, user, create_dirs=create, previous=previous
+                    )
+                )
         except BaseException as e:
             failure.append(e)
 
@@ -165,3 +181,4 @@ def copy_files(
     thread.join()
     if failure:
         raise failure[0]
+    save_listing(tmp, listing[0])

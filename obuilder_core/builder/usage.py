@@ -1,4 +1,4 @@
-"""What a store holds, as `obuilder df` and the pytest header line show it."""
+"""What a store holds, as `obuilder df` and (briefly) the pytest header line show it."""
 
 from __future__ import annotations
 
@@ -15,15 +15,16 @@ class Usage:
     """The backend that holds the steps (what `auto:` chose)."""
     steps: int
     size: int
-    """Bytes, as measured when each step was committed (0 where unknown)."""
+    """Bytes: the sum of the step dirs' apparent sizes (`Index.measure_missing`)."""
     caches: int
     free_pct: float
 
-    def summary(self) -> str:
-        """One line: `btrfs:/var/cache/obuilder (1,234 steps, 3.1 GB)`; the backend too when
-        the store's own kind does not say it (`auto:/x (rsync, 3 steps, 12.0 kB)`)."""
-        kind = "" if self.store.startswith(f"{self.kind}:") else f"{self.kind}, "
-        return f"{self.store} ({kind}{self.steps:,} steps, {human_size(self.size)})"
+
+def store_line(store: str, kind: str, steps: int) -> str:
+    """`btrfs:/var/cache/obuilder (1,234 steps)`; the backend too when the store's own kind
+    does not say it (`auto:/x (rsync, 3 steps)`)."""
+    backend = "" if store.startswith(f"{kind}:") else f"{kind}, "
+    return f"{store} ({backend}{steps:,} steps)"
 
 
 def human_size(n: int) -> str:

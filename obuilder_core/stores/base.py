@@ -44,6 +44,12 @@ class Store(Protocol):
     kind: str
     """The backend's name: "btrfs", "zfs", "overlayfs" or "rsync"."""
 
+    independent_clones: bool
+    """True if a step built from another does not depend on it once committed (btrfs,
+    rsync): `build` may then clone any committed step, not only the step's parent (an
+    incremental copy clones the previous result of the same copy). A backend that does not
+    say is taken to be False."""
+
     def build(self, id: str, parent: str | None, fn: Callable[[Path], None]) -> Path:
         """Run `fn(tmpdir)` and commit `tmpdir` atomically as step `id`; return its result path.
 

@@ -33,6 +33,7 @@ class DirStore:
     """
 
     kind = "dir"
+    independent_clones = True  # a clone is a copy or a snapshot, never a layer on its source
     # False where a committed step cannot be renamed (read-only btrfs snapshots).
     _rename_results = True
 

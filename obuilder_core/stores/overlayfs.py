@@ -100,6 +100,7 @@ class OverlayStore:
     """Steps as overlay layers under `root` (see the module docstring for the layout)."""
 
     kind = "overlayfs"
+    independent_clones = False  # a step's rootfs is layered on its parent's
 
     def __init__(self, root: Path) -> None:
         self.root = root

@@ -218,6 +218,7 @@ class ZfsStore:
     """A store of zfs datasets rooted at `dataset` (see the module docstring for the layout)."""
 
     kind = "zfs"
+    independent_clones = False  # a clone depends on its origin snapshot
 
     def __init__(self, dataset: str, root: Path) -> None:
         self.dataset = dataset

@@ -29,6 +29,8 @@ def test_add_records_parent_times_and_size(store: Store) -> None:
     index.add("p", None)
     store.build("c", "p", write_step({}))
     index.add("c", "p")
+    assert index.get("p").size is None  # measured on demand: a walk costs too much per step
+    index.measure_missing()
     p, c = index.get("p"), index.get("c")
     assert p.parent is None and c.parent == "p"
     assert p.size >= 5000
@@ -163,3 +165,13 @@ def test_two_connections_see_each_other(store: Store) -> None:
     assert two.get("a") is not None
     assert two.prune(before=100.0, limit=5) == ["a"]
     assert one.get("a") is None
+
+
+def test_unknown_sizes_are_measured_on_demand(store: Store) -> None:
+    """A step found by reconcile has no size either until `measure_missing` (which
+    `obuilder df` calls)."""
+    store.build("p", None, write_step({"f": "x" * 5000}))
+    index = Index(store)
+    assert index.get("p").size is None
+    index.measure_missing()
+    assert index.get("p").size >= 5000
