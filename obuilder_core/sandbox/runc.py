@@ -25,8 +25,6 @@ import resource
 import secrets
 import select
 import shutil
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -41,6 +39,7 @@ from obuilder_core.sandbox.config import hosts_file_content, make_config
 from obuilder_core.sandbox.errors import Cancelled, SandboxError, StepFailed, TimedOut
 from obuilder_core.sandbox.limits import format_size
 from obuilder_core.sandbox.rules import PosixRules
+from obuilder_core.sandbox.shim import Shim
 
 logger = logging.getLogger(__name__)
 
@@ -52,8 +51,6 @@ DRAIN_LIMIT = 2.0
 """How long output still buffered after a kill is read into the log (seconds)."""
 NOFILE_CAP = 1 << 20
 """RLIMIT_NOFILE hard limit used when the host's is unlimited."""
-
-SHIM = Path(__file__).with_name("shim.py")
 
 _ID_RE = re.compile(r"obuilder-(\d+)-(\d+)-[0-9a-f]+")
 
@@ -202,35 +199,37 @@ class RuncSandbox(PosixRules):
     ) -> None:
         argv, timeout = config.argv, config.limits.timeout
         status_file = bundle / "status"
-        cmd = [sys.executable or "python3", "-I", "-S", str(SHIM), self.runc, str(self.runc_root),
-               str(bundle), cid, str(status_file)]  # fmt: skip
+        out_r, out_w = os.pipe()
+        in_r, in_w = os.pipe() if stdin is not None else (os.open(os.devnull, os.O_RDONLY), -1)
         try:
-            proc = subprocess.Popen(
-                cmd,
-                stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-            )
+            shim = Shim.start(self.runc, str(self.runc_root), str(bundle), cid,
+                              str(status_file), stdin=in_r, out=out_w)  # fmt: skip
         except OSError as e:
-            raise SandboxError(f"cannot start {cmd[0]}: {e.strerror or e}") from None
-        assert proc.stdout is not None
+            for fd in (out_r, in_w):
+                if fd >= 0:
+                    os.close(fd)
+            raise SandboxError(f"cannot start the container's shim: {e.strerror or e}") from None
+        finally:
+            os.close(in_r)
+            os.close(out_w)
+        output = os.fdopen(out_r, "rb", buffering=0)
         feeder = None
         if stdin is not None:
-            assert proc.stdin is not None
-            feeder = threading.Thread(target=_feed, args=(proc.stdin, stdin), daemon=True)
+            pipe = os.fdopen(in_w, "wb")
+            feeder = threading.Thread(target=_feed, args=(pipe, stdin), daemon=True)
             feeder.start()
         deadline = None if timeout is None else time.monotonic() + timeout
         stopped: type[Cancelled] | type[TimedOut] | None = None
         try:
-            stopped = _pump(proc.stdout, log, cancel, deadline)
+            stopped = _pump(output, log, cancel, deadline)
             if stopped is not None:
-                self._kill(cid, proc)
-                _drain(proc.stdout, log, time.monotonic() + DRAIN_LIMIT)
-            proc.wait()
+                self._kill(cid, shim)
+                _drain(output, log, time.monotonic() + DRAIN_LIMIT)
+            shim.wait()
         finally:
-            if proc.poll() is None:  # `log` raised, or KeyboardInterrupt: never leave it running
-                self._kill(cid, proc)
-            proc.stdout.close()
+            if shim.poll() is None:  # `log` raised, or KeyboardInterrupt: never leave it running
+                self._kill(cid, shim)
+            output.close()
             if feeder is not None:
                 feeder.join(timeout=KILL_GRACE)
         if stopped is Cancelled:
@@ -238,7 +237,8 @@ class RuncSandbox(PosixRules):
         if stopped is TimedOut:
             assert timeout is not None
             raise TimedOut(argv, timeout)
-        _raise_for_status(argv, status_file, proc.returncode, lambda: self._limit_hit(cid, config))
+        assert shim.returncode is not None
+        _raise_for_status(argv, status_file, shim.returncode, lambda: self._limit_hit(cid, config))
 
     def _limit_hit(self, cid: str, config: RunConfig) -> str | None:
         """Why the stopped container `cid` failed, if it was one of its cgroup limits."""
@@ -250,17 +250,16 @@ class RuncSandbox(PosixRules):
             return f"hit its limit of {limits.pids} processes"
         return None
 
-    def _kill(self, cid: str, proc: subprocess.Popen[bytes]) -> None:
+    def _kill(self, cid: str, shim: Shim) -> None:
         """SIGKILL the container (retrying while runc is still creating it), then reap the shim."""
         give_up = time.monotonic() + KILL_GRACE
-        while proc.poll() is None and time.monotonic() < give_up:
+        while shim.poll() is None and time.monotonic() < give_up:
             run_cmd(self._runc("kill", cid, "KILL"), check=False)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=0.2)
-        if proc.poll() is None:
+            shim.wait(timeout=0.2)
+        if shim.poll() is None:
             logger.warning("runc kill %s did not stop the container; killing its shim", cid)
-            proc.kill()
-            proc.wait()
+            shim.kill()
+            shim.wait()
 
     def _delete(self, cid: str) -> None:
         """Remove container `cid` (stopped, or still running after an error) if runc knows it."""
