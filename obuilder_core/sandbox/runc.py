@@ -183,7 +183,8 @@ class RuncSandbox(PosixRules):
             try:
                 self._execute(cid, bundle, config, log, stdin, cancel)
             finally:
-                self._delete(cid)
+                # The shim writes the status file once it has reaped the container's init.
+                self._delete(cid, stopped=(bundle / "status").exists())
                 mountpoints.remove(rootfs, plan)
         finally:
             shutil.rmtree(bundle, ignore_errors=True)
@@ -261,9 +262,17 @@ class RuncSandbox(PosixRules):
             shim.kill()
             shim.wait()
 
-    def _delete(self, cid: str) -> None:
-        """Remove container `cid` (stopped, or still running after an error) if runc knows it."""
-        if not (self.runc_root / cid).exists():
+    def _delete(self, cid: str, *, stopped: bool = False) -> None:
+        """Remove container `cid` (stopped, or still running after an error) if runc knows it.
+
+        A container known to have `stopped` (its init was reaped) is removed as `runc delete`
+        would, without starting runc (~10 ms a step): its cgroups, then its state dir. Only
+        if that fails (e.g. a process of it still exiting keeps a cgroup busy) is runc asked.
+        """
+        state = self.runc_root / cid
+        if not state.exists():
+            return
+        if stopped and _remove_stopped(state):
             return
         proc = run_cmd(self._runc("delete", "--force", cid), check=False)
         if proc.returncode != 0 and (self.runc_root / cid).exists():
@@ -290,6 +299,20 @@ def _raise_for_status(
         raise StepFailed(argv, signum=int(number), reason=limit_hit())
     if int(number) != 0:
         raise StepFailed(argv, status=int(number), reason=limit_hit())
+
+
+def _remove_stopped(state: Path) -> bool:
+    """Remove the cgroups and state dir of the stopped container whose runc state dir is
+    `state`; False if a cgroup could not be removed (then nothing else was)."""
+    for path in sorted(set(cgroup_paths(state / "state.json").values())):
+        try:
+            os.rmdir(path)
+        except FileNotFoundError:
+            continue  # v1 controllers sharing a hierarchy share the directory
+        except OSError:
+            return False
+    shutil.rmtree(state, ignore_errors=True)
+    return not state.exists()
 
 
 def cgroup_paths(state_file: Path) -> dict[str, str]:

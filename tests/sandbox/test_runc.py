@@ -303,3 +303,39 @@ def test_an_error_in_log_still_cleans_up(sandbox: RuncSandbox, busybox_rootfs: P
     with pytest.raises(RuntimeError, match="log is full"):
         sandbox.run(sh("echo x; sleep 1000"), busybox_rootfs, log=log)
     assert_no_leftovers(sandbox)
+
+
+def test_a_finished_container_is_removed_without_runc(
+    sandbox_state: Path, busybox_rootfs: Path, tmp_path: Path
+) -> None:
+    """A container that ended is removed as `runc delete` would, without starting runc for
+    it (a process per step): its cgroups go too, in every hierarchy. So is one killed by a
+    cancel (runc kills it; its init is reaped)."""
+    calls = tmp_path / "runc-calls"
+    wrapper = tmp_path / "runc"
+    wrapper.write_text(f'#!/bin/sh\necho "$*" >> {calls}\nexec runc "$@"\n')
+    wrapper.chmod(0o755)
+    sandbox = RuncSandbox(sandbox_state, runc=str(wrapper))
+    out = run(sandbox, busybox_rootfs, sh("cat /proc/self/cgroup"))
+    dirs = []
+    for line in out.splitlines():  # "N:controllers:/path" (v1) or "0::/path" (v2)
+        _, controllers, path = line.split(":", 2)
+        hierarchy = controllers.removeprefix("name=").split(",")[0] if controllers else ""
+        dirs.append(Path("/sys/fs/cgroup", hierarchy, path.lstrip("/")))
+    assert dirs and all(d != Path("/sys/fs/cgroup") for d in dirs)
+    assert [d for d in dirs if d.exists()] == []
+    assert_no_leftovers(sandbox)
+    assert [c.split()[2] for c in calls.read_text().splitlines()] == ["run"]
+
+    cancel = threading.Event()
+    started = threading.Event()
+
+    def log(chunk: bytes) -> None:
+        started.set()
+        cancel.set()
+
+    with pytest.raises(Cancelled):
+        sandbox.run(sh("echo up; sleep 1000"), busybox_rootfs, log=log, cancel=cancel)
+    assert started.is_set()
+    assert "kill" in [c.split()[2] for c in calls.read_text().splitlines()]
+    assert_no_leftovers(sandbox)
