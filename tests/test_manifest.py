@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sqlite3
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -208,6 +209,26 @@ def test_a_changed_file_is_reread_even_with_size_and_mtime_restored(tmp_path: Pa
     assert reads.count == 2
     assert isinstance(new.root, File)
     assert new.root.digest == xxhash.xxh3_128(b"new content").hexdigest() != old.root.digest
+
+
+def test_a_process_keeps_what_it_looked_up(tmp_path: Path, monkeypatch) -> None:
+    """Rows read once are kept in memory: with sqlite's rows gone, a second manifest still
+    reads no file. A file changed since still misses and is read."""
+    _tree(tmp_path / "src")
+    db = tmp_path / "stat.db"
+    with StatCache(db, racy_window_ns=0) as cache:
+        generate(tmp_path, "src", [], stat_cache=cache)
+    reads = ReadCounter(monkeypatch)
+    with StatCache(db, racy_window_ns=0) as cache:
+        first = generate(tmp_path, "src", [], stat_cache=cache)  # from sqlite
+        with sqlite3.connect(db) as other:
+            other.execute("DELETE FROM digests")
+        assert generate(tmp_path, "src", [], stat_cache=cache) == first
+        assert reads.count == 0
+        (tmp_path / "src" / "d1" / "f1").write_bytes(b"changed")
+        changed = generate(tmp_path, "src", [], stat_cache=cache)
+    assert reads.count == 1
+    assert changed == generate(tmp_path, "src", [])
 
 
 def test_chmod_is_seen_through_the_cache(tmp_path: Path) -> None:
