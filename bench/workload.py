@@ -14,6 +14,11 @@ snapshot of the base rootfs; a btrfs snapshot + read-only snapshot + delete; hos
           from the previous copy's result and sends only what changed, so the floor is the
           full copy it avoids, host `tar | tar` (issue 12's goal: ratio <= 0.6)
   step    one `(run (shell "true"))`: runc + snapshot
+  cli     `obuilder build` of the cached W from the command line, a process of its own: the
+          floor is starting `python3 -I -S -c pass` plus an lstat walk of srcdir (issue 12's
+          goal: 60 ms whatever the floor)
+  noop    `obuilder build` of a cached `((from busybox))` from the command line: the floor
+          is the interpreter start (goal: 50 ms)
   verify  `obuilder verify` of the cached W (default variations, explanations on): the goal is
           under 2 x the cold build, so its "floor" column is the cold build's median. It runs
           after `step`, more than the clock gap (2 s) after W's steps were saved, as when a CI
@@ -165,6 +170,33 @@ class Floors:
         )
 
 
+def cli_build(store: str, spec: Path, context: Path) -> float:
+    """Seconds taken by `obuilder build -f SPEC CONTEXT --store=STORE` (failing loudly)."""
+    argv = [str(Path(sys.executable).with_name("obuilder")), "build", "-f", str(spec)]
+    t = time.perf_counter()
+    proc = subprocess.run([*argv, str(context), f"--store={store}"], capture_output=True)
+    took = time.perf_counter() - t
+    if proc.returncode != 0:
+        raise SystemExit(f"obuilder build failed: {proc.stderr.decode()[-500:]}")
+    return took
+
+
+def interpreter_start() -> float:
+    """Seconds to start and stop `python3 -I -S -c pass` (this venv's interpreter)."""
+    return timed(lambda: subprocess.run([sys.executable, "-I", "-S", "-c", "pass"], check=True))
+
+
+def stat_walk(root: Path) -> float:
+    """Seconds for an lstat of every entry below `root` (what a cached copy must look at)."""
+
+    def walk() -> None:
+        for dirpath, dirnames, filenames in os.walk(root):
+            for name in dirnames + filenames:
+                os.lstat(os.path.join(dirpath, name))
+
+    return timed(walk)
+
+
 def verify_w(builder: Builder, context: Path) -> None:
     """`obuilder verify` of W, failing loudly unless every step rebuilds identically."""
     result = verify(builder, parse_spec(SPEC, "w.spec"), context, vary=DEFAULT_VARY)
@@ -220,9 +252,13 @@ def run_scenarios(builder: Builder, mnt: Path, context: Path, runs: int) -> None
         raise SystemExit(f"cannot get the base image: {first.failure}")
     floors = Floors(mnt, base / "rootfs", context)
     base_id = base.name
-    t: dict[str, list[float]] = {
-        k: [] for k in ("cold", "cached", "edit", "step", "verify", "runc", "snap", "tar", "read")
-    }
+    names = ("cold", "cached", "edit", "step", "verify", "cli", "noop")
+    floors_ = ("runc", "snap", "tar", "read", "python", "walk")
+    t: dict[str, list[float]] = {k: [] for k in names + floors_}
+    store = builder.location
+    w_spec, noop_spec = context / "w.spec", context / "noop.spec"
+    w_spec.write_text(SPEC)
+    noop_spec.write_text("((from busybox))")
     f0 = context / "srcdir" / "d00" / "f0000.bin"
     for _ in range(runs):
         for child in builder.index.children(base_id):
@@ -233,6 +269,11 @@ def run_scenarios(builder: Builder, mnt: Path, context: Path, runs: int) -> None
         t["edit"].append(timed(lambda: build(builder, SPEC, context)))
         t["step"].append((steps_time(builder, context, 20) - steps_time(builder, context, 0)) / 20)
         t["verify"].append(timed(lambda: verify_w(builder, context)))
+        build(builder, SPEC, context)  # cached again after the edit
+        t["cli"].append(cli_build(store, w_spec, context))
+        t["noop"].append(cli_build(store, noop_spec, context))
+        t["python"].append(interpreter_start())
+        t["walk"].append(stat_walk(context / "srcdir"))
         t["runc"].append(floors.runc())
         t["snap"].append(floors.snapshot())
         t["tar"].append(floors.tar_copy())
@@ -245,6 +286,8 @@ def run_scenarios(builder: Builder, mnt: Path, context: Path, runs: int) -> None
         ("edit", m["edit"], m["tar"], "tar copy: goal ratio <= 0.6"),
         ("step", m["step"], step_floor, "runc + snap"),
         ("verify", m["verify"], m["cold"], "the cold build: goal ratio < 2"),
+        ("cli", m["cli"], m["python"] + m["walk"], "python3 -I -S + lstat walk: goal 60 ms"),
+        ("noop", m["noop"], m["python"], "python3 -I -S -c pass: goal 50 ms"),
     ]
     print(
         f"workload W on btrfs, medians of {runs} runs "
