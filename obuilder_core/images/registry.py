@@ -13,9 +13,9 @@ import tempfile
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from obuilder_core.images.base import ImageConfig, ImageError
-from obuilder_core.images.distribution import RegistryClient, check_url, registry_url
 from obuilder_core.images.layers import apply_layers
 from obuilder_core.images.oci import (
     DOCKER_LIST,
@@ -34,6 +34,9 @@ from obuilder_core.images.oci import (
 )
 from obuilder_core.images.ref import DOCKER_HUB, ImageRef, parse_ref
 from obuilder_core.log import ByteCounter, Emit, Progress
+
+if TYPE_CHECKING:
+    from obuilder_core.images.distribution import RegistryClient
 
 DOCKER_HUB_URL = "https://registry-1.docker.io"
 ACCEPT = ", ".join((OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST))
@@ -56,6 +59,10 @@ class Registry:
 
     def endpoint(self, ref: ImageRef) -> str:
         """The base URL (`scheme://host[:port]`) to ask for `ref`."""
+        # Imported here: the HTTP client (http.client, urllib: ~40 ms) only when a pull needs
+        # it, not on every build that lists this source.
+        from obuilder_core.images.distribution import check_url, registry_url
+
         if ref.registry == DOCKER_HUB:
             url = (self.mirror or DOCKER_HUB_URL).rstrip("/")
         else:
@@ -68,6 +75,8 @@ class Registry:
     ) -> ImageConfig:
         """ImageSource.fetch from the image's registry (or the mirror, for Docker Hub names);
         `progress` gets the bytes of layers downloaded so far, after each MiB."""
+        from obuilder_core.images.distribution import RegistryClient  # see `endpoint`
+
         ref = parse_ref(name)
         base = self.endpoint(ref)
         host = urllib.parse.urlsplit(base).netloc
