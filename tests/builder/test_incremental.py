@@ -14,7 +14,7 @@ from obuilder_core.builder import Builder
 from obuilder_core.builder.incremental import LISTING, stale_members
 from obuilder_core.builder.tree_diff import compare_trees
 from obuilder_core.copy_tar import Listing
-from tests.builder.helpers import collect, ok, spec, text
+from tests.builder.helpers import collect, ok, running_builder, spec, text
 
 NOTE = "the last result of this copy"
 
@@ -230,3 +230,26 @@ def test_stale_members_are_the_outermost_gone_or_retyped() -> None:
     }
     wanted = {"app": "d", "app/l": "f", "app/same": "f"}
     assert stale_members(previous, wanted) == ["app/a", "app/a-b", "app/l"]
+
+
+@pytest.mark.parametrize("store_fixture", ["overlayfs_store_spec", "zfs_store_spec"])
+def test_stores_whose_clones_depend_on_their_source_copy_in_full(
+    request: pytest.FixtureRequest, busybox_oci: Path, tmp_path: Path, store_fixture: str
+) -> None:
+    """An overlayfs step is layered on its parent and a zfs clone depends on its origin, so
+    their copies never start from another result; the edited copy is still right."""
+    store_spec = request.getfixturevalue(store_fixture)
+    (tmp_path / "a").write_text("1\n")
+    (tmp_path / "b").write_text("b\n")
+    s = spec("(copy (src a b) (dst /x/))")
+    with running_builder(store_spec, busybox_oci) as builder:
+        ok(builder.build(s, tmp_path))
+        (tmp_path / "a").write_text("2\n")
+        (tmp_path / "b").unlink()
+        (tmp_path / "b").mkdir()
+        events, log = collect()
+        result = ok(builder.build(s, tmp_path, log=log))
+        assert NOTE not in text(events)
+        with builder.view(result.id or "") as rootfs:
+            assert (rootfs / "x" / "a").read_text() == "2\n"
+            assert (rootfs / "x" / "b").is_dir()
