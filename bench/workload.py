@@ -253,8 +253,8 @@ def run_scenarios(builder: Builder, mnt: Path, context: Path, runs: int) -> None
     floors = Floors(mnt, base / "rootfs", context)
     base_id = base.name
     names = ("cold", "cached", "edit", "step", "verify", "cli", "noop")
-    floors_ = ("runc", "snap", "tar", "read", "python", "walk")
-    t: dict[str, list[float]] = {k: [] for k in names + floors_}
+    floor_names = ("runc", "snap", "tar", "read", "python", "walk")
+    t: dict[str, list[float]] = {k: [] for k in names + floor_names}
     store = builder.location
     w_spec, noop_spec = context / "w.spec", context / "noop.spec"
     w_spec.write_text(SPEC)

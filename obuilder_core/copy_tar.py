@@ -136,36 +136,42 @@ def member_kinds(items: Sequence[Manifest], dst: str, shape: CopyShape) -> dict[
     their kinds as in a Listing: the names `write_copy_tar` gives, from the manifests alone."""
     kinds: dict[str, str] = {}
 
-    def add(entry: Entry, member: str) -> None:
-        if member:
+    def add(entry: Entry, member: str, own: bool) -> None:
+        if own and member:
             kinds[member] = (
                 "f" if isinstance(entry, File) else "l" if isinstance(entry, Symlink) else "d"
             )
         if isinstance(entry, Dir):
             for child in entry.entries:
-                add(child, _join(member, child.path.rpartition("/")[2]))
+                add(child, _join(member, child.path.rpartition("/")[2]), True)
 
     base = dst.strip("/")
     for m in items:
-        name = m.root.path.rpartition("/")[2]
-        if shape is CopyShape.SINGLE or (m.root.path == "" and isinstance(m.root, Dir)):
-            add(m.root, base)
-        else:
-            add(m.root, _join(base, name))
+        add(m.root, *_placement(m, base, shape))
     return kinds
+
+
+def _placement(m: Manifest, base: str, shape: CopyShape) -> tuple[str, bool]:
+    """Where item `m` of a copy to `base` goes: its tar member, and whether the item's own
+    entry is written there. Not for `(src .)` into a directory: its contents go into dst
+    itself, whose entry (if any) is in create_dirs."""
+    if shape is CopyShape.SINGLE:
+        return base, True
+    if m.root.path == "" and isinstance(m.root, Dir):
+        return base, False
+    return _join(base, m.root.path.rpartition("/")[2]), True
 
 
 def _send_item(sender: _Sender, root_fd: int, m: Manifest, base: str, shape: CopyShape) -> None:
     entry = m.root
     parent_rel, _, name = entry.path.rpartition("/")
+    member, own = _placement(m, base, shape)
     with _open_parents(root_fd, parent_rel) as parent_fd:
-        if shape is CopyShape.SINGLE:
-            sender.send(parent_fd, name, entry, base)
-        elif entry.path == "" and isinstance(entry, Dir):
-            # `(src .)`: the contents go into dst itself, whose entry (if any) is in create_dirs.
-            sender.children(parent_fd, entry, base)
+        if own:
+            sender.send(parent_fd, name, entry, member)
         else:
-            sender.send(parent_fd, name, entry, _join(base, name))
+            assert isinstance(entry, Dir)
+            sender.children(parent_fd, entry, member)
 
 
 @dataclass(frozen=True)

@@ -78,13 +78,25 @@ def remove_in_root(root: Path, member: str) -> None:
     no-op if it is missing. Symlinks are removed, never followed."""
     try:
         with _parent(root, member) as (fd, name):
-            try:
-                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
-            except FileNotFoundError:
-                return
-            if stat.S_ISDIR(st.st_mode):
-                shutil.rmtree(name, dir_fd=fd)
-            else:
-                os.unlink(name, dir_fd=fd)
+            remove_at(name, fd, lstat_at(name, fd))
     except (FileNotFoundError, NotADirectoryError):
         return
+
+
+def lstat_at(name: str, dir_fd: int) -> os.stat_result | None:
+    """The lstat of `name` in directory `dir_fd`, or None if there is none."""
+    try:
+        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+
+
+def remove_at(name: str, dir_fd: int, st: os.stat_result | None) -> None:
+    """Remove `name` in directory `dir_fd` (whose lstat is `st`; None: nothing to remove),
+    a directory with all it holds. fd-based: no symlink inside is followed."""
+    if st is None:
+        return
+    if stat.S_ISDIR(st.st_mode):
+        shutil.rmtree(name, dir_fd=dir_fd)
+    else:
+        os.unlink(name, dir_fd=dir_fd)

@@ -354,7 +354,13 @@ def test_closed_reader_is_a_clear_error(ctx: Path) -> None:
 
 @pytest.mark.parametrize(
     ("srcs", "dst"),
-    [(["src", "file"], "/home/opam/"), (["."], "/ctx"), (["."], "/"), (["src/sub"], "/opt/s")],
+    [
+        (["src", "file"], "/home/opam/"),
+        (["."], "/ctx"),
+        (["."], "/"),
+        (["."], "/app/"),
+        (["src/sub"], "/opt/s"),
+    ],
 )
 def test_the_listing_names_every_member_sent(ctx: Path, srcs: list[str], dst: str) -> None:
     """`member_kinds` (from the manifests alone) names what the stream holds, as the listing

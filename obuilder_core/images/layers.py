@@ -27,6 +27,7 @@ from pathlib import Path
 
 from obuilder_core.errors import ObuilderError
 from obuilder_core.images.base import ImageError
+from obuilder_core.in_root import lstat_at, remove_at
 from obuilder_core.log import Emit
 from obuilder_core.process import run_cmd
 
@@ -188,16 +189,16 @@ class _Applier:
 
     def create(self, tar: tarfile.TarFile, m: tarfile.TarInfo, pfd: int, parts: Parts) -> None:
         base = parts[-1]
-        existing = _lstat(base, pfd)
+        existing = lstat_at(base, pfd)
         if m.isdir():
             if existing is None or not stat.S_ISDIR(existing.st_mode):
-                _remove(base, pfd, existing)
+                remove_at(base, pfd, existing)
                 os.mkdir(base, 0o755, dir_fd=pfd)
             if self.as_root:
                 os.chown(base, m.uid, m.gid, dir_fd=pfd, follow_symlinks=False)
             self.dirs.append((parts, m))
             return
-        _remove(base, pfd, existing)
+        remove_at(base, pfd, existing)
         if m.isreg():
             self.create_file(tar, m, pfd, base)
         elif m.issym():
@@ -230,7 +231,7 @@ class _Applier:
         if not target:
             raise ImageError(f"{self.where}: layer entry {m.name!r} is a hard link to the root")
         tfd = self.walk(target[:-1], m.name, create=False)
-        if tfd is None or _lstat(target[-1], tfd) is None:
+        if tfd is None or lstat_at(target[-1], tfd) is None:
             if tfd is not None:
                 os.close(tfd)
             raise ImageError(
@@ -262,11 +263,11 @@ class _Applier:
             if base == OPAQUE:
                 for child in os.listdir(pfd):
                     if (*parents, child) not in self.unpacked:
-                        _remove(child, pfd, _lstat(child, pfd))
+                        remove_at(child, pfd, lstat_at(child, pfd))
             else:
                 victim = base[len(WHITEOUT) :]
                 if victim and (*parents, victim) not in self.unpacked:
-                    _remove(victim, pfd, _lstat(victim, pfd))
+                    remove_at(victim, pfd, lstat_at(victim, pfd))
         finally:
             os.close(pfd)
 
@@ -302,22 +303,6 @@ def _mtime_ns(m: tarfile.TarInfo) -> tuple[int, int]:
             return ns, ns
     ns = int(m.mtime * 1_000_000_000)
     return ns, ns
-
-
-def _lstat(name: str, dir_fd: int) -> os.stat_result | None:
-    try:
-        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-    except FileNotFoundError:
-        return None
-
-
-def _remove(name: str, dir_fd: int, st: os.stat_result | None) -> None:
-    if st is None:
-        return
-    if stat.S_ISDIR(st.st_mode):
-        shutil.rmtree(name, dir_fd=dir_fd)  # fd-based: does not follow symlinks inside
-    else:
-        os.unlink(name, dir_fd=dir_fd)
 
 
 def _set_xattrs(fd: int, m: tarfile.TarInfo) -> None:
