@@ -3,11 +3,12 @@
 Run: `flock /tmp/obuilder-pytest.lock .venv/bin/python bench/compare_trees.py [--runs 5]`.
 Needs `xxhsum` (Debian package `xxhash`). Generates srcdir/ (WORKLOAD.md) as tree A, copies it
 with `cp -a` to tree B (new inodes, so the stat cache, not the same-inode shortcut, is what
-avoids reading), and prints medians of:
+avoids reading), and prints medians, over interleaved rounds, of:
 
   cold     compare_trees with an empty stat cache (reads every file of both trees)
-  warm     compare_trees with the stat cache filled by the cold run: A's digests are cached,
-           B (verify's rebuild, a scratch tree) is read
+  warm     compare_trees with the stat cache filled by an earlier run (opened anew each time,
+           as in verify's process): A's digests are cached, B (verify's rebuild, a scratch
+           tree) is read
   floor    `find A B -type f -print0 | xargs -0 xxhsum -H3`: hashing every file of both trees
            (XXH3, as the project's xxh3-128 digest) in one C process, page cache warm
   diff -r  for reference: GNU diff reading both trees
@@ -46,14 +47,11 @@ def make_srcdir(root: Path) -> Path:
     return root / "srcdir"
 
 
-def median(fn: Callable[[], object], runs: int) -> float:
-    """Median wall time of `runs` calls of `fn`, in seconds."""
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def timed(fn: Callable[[], object]) -> float:
+    """Wall time of one call of `fn`, in seconds."""
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
 
 
 def xxhsum_floor(a: Path, b: Path) -> None:
@@ -85,14 +83,23 @@ def main() -> None:
             with StatCache(path) as cache:
                 assert compare_trees(a, b, stat_cache=cache).same
 
-        t_floor = median(lambda: xxhsum_floor(a, b), args.runs)
-        t_cold = median(cold, args.runs)
-        with StatCache(work / "warm.sqlite") as cache:
-            assert compare_trees(a, b, stat_cache=cache).same  # fills the cache
-            t_warm = median(lambda: compare_trees(a, b, stat_cache=cache), args.runs)
-        t_diff = median(
-            lambda: subprocess.run(["diff", "-r", str(a), str(b)], check=True), args.runs
-        )
+        def warm() -> None:
+            # A new connection each time, as verify's process has: no rows in memory.
+            with StatCache(work / "warm.sqlite") as cache:
+                assert compare_trees(a, b, stat_cache=cache).same
+
+        def diff_r() -> None:
+            subprocess.run(["diff", "-r", str(a), str(b)], check=True)
+
+        warm()  # fills the cache
+        # Interleaved rounds, so that the VM's drifting speed moves every figure alike.
+        scenarios = {"floor": lambda: xxhsum_floor(a, b), "cold": cold, "warm": warm,
+                     "diff": diff_r}  # fmt: skip
+        samples: dict[str, list[float]] = {name: [] for name in scenarios}
+        for _ in range(args.runs):
+            for name, fn in scenarios.items():
+                samples[name].append(timed(fn))
+        t_floor, t_cold, t_warm, t_diff = (statistics.median(samples[n]) for n in scenarios)
     load_after = os.getloadavg()
     print(f"workload W tree: 5000 files, 40 MB, two copies; medians of {args.runs} runs")
     print(f"  compare_trees cold (no stat cache): {t_cold * 1000:8.1f} ms")

@@ -44,7 +44,7 @@ CREATE TABLE IF NOT EXISTS digests (
     size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, ctime_ns INTEGER NOT NULL,
     digest TEXT NOT NULL,
     PRIMARY KEY (dev, ino, algorithm)
-)
+) WITHOUT ROWID
 """
 
 
@@ -67,7 +67,8 @@ class StatCache:
         self.racy_window_ns = racy_window_ns
         self._lock = threading.Lock()
         self._pending: list[tuple[int, int, str, int, int, int, str]] = []
-        self._memo: dict[tuple[int, int, str], tuple[int, int, int, str]] = {}
+        # By algorithm, then (dev, ino): (size, mtime_ns, ctime_ns, digest).
+        self._memo: dict[str, dict[tuple[int, int], tuple[int, int, int, str]]] = {}
         self._db = self._connect()
 
     def _connect(self) -> sqlite3.Connection:
@@ -99,18 +100,18 @@ class StatCache:
 
         Files whose size, mtime or ctime differ from the record are left out (misses).
         """
-        want = {(st.st_dev, st.st_ino): st for st in stats}
+        want = {(st.st_dev, st.st_ino): (st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+                for st in stats}  # fmt: skip
         found: dict[tuple[int, int], str] = {}
         by_dev: dict[int, list[int]] = {}
         with self._lock:
-            memo = self._memo
-            for (dev, ino), st in want.items():
-                known = memo.get((dev, ino, algorithm))
-                stamp = (st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+            memo = self._memo.get(algorithm, {})
+            for key, stamp in want.items():
+                known = memo.get(key)
                 if known is not None and known[:3] == stamp:
-                    found[(dev, ino)] = known[3]
+                    found[key] = known[3]
                 else:
-                    by_dev.setdefault(dev, []).append(ino)
+                    by_dev.setdefault(key[0], []).append(key[1])
         rows = [
             row
             for dev, inos in by_dev.items()
@@ -118,19 +119,20 @@ class StatCache:
             for row in self._select(dev, inos[i : i + _BATCH], algorithm)
         ]
         for dev, ino, size, mtime_ns, ctime_ns, digest in rows:
-            st = want[(dev, ino)]
-            if (size, mtime_ns, ctime_ns) == (st.st_size, st.st_mtime_ns, st.st_ctime_ns):
+            if want[(dev, ino)] == (size, mtime_ns, ctime_ns):
                 found[(dev, ino)] = digest
-        self._remember((dev, ino, algorithm, *rest) for dev, ino, *rest in rows)
+        self._remember(algorithm, rows)
         return found
 
-    def _remember(self, rows: Iterable[tuple[Any, ...]]) -> None:
-        """Keep rows (dev, ino, algorithm, size, mtime_ns, ctime_ns, digest) in memory."""
+    def _remember(self, algorithm: str, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Keep rows (dev, ino, size, mtime_ns, ctime_ns, digest) of `algorithm` in memory."""
         with self._lock:
-            if len(self._memo) > _MEMO_LIMIT:
+            if sum(map(len, self._memo.values())) > _MEMO_LIMIT:
                 self._memo.clear()
-            for dev, ino, algorithm, size, mtime_ns, ctime_ns, digest in rows:
-                self._memo[(dev, ino, algorithm)] = (size, mtime_ns, ctime_ns, digest)
+            self._memo.setdefault(algorithm, {}).update(
+                ((dev, ino), (size, mtime_ns, ctime_ns, digest))
+                for dev, ino, size, mtime_ns, ctime_ns, digest in rows
+            )
 
     def _select(self, dev: int, inos: list[int], algorithm: str) -> list[tuple[Any, ...]]:
         marks = ",".join("?" * len(inos))
@@ -153,13 +155,14 @@ class StatCache:
         comparison records thousands)."""
         oldest = time.time_ns() - self.racy_window_ns
         rows = [
-            (st.st_dev, st.st_ino, algorithm, st.st_size, st.st_mtime_ns, st.st_ctime_ns, digest)
+            (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, digest)
             for st, digest in items
             if max(st.st_mtime_ns, st.st_ctime_ns) <= oldest
         ]
         with self._lock:
-            self._pending += rows
-        self._remember(rows)
+            self._pending += [(dev, ino, algorithm, size, mtime_ns, ctime_ns, digest)
+                              for dev, ino, size, mtime_ns, ctime_ns, digest in rows]  # fmt: skip
+        self._remember(algorithm, rows)
 
     def flush(self) -> None:
         """Write recorded digests in one transaction."""

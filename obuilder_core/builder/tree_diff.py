@@ -1,11 +1,12 @@
 """Comparing two root filesystems, as the determinism checker needs: what differs and how.
 
-`compare_trees(a, b)` walks both trees once (lstat, listxattr), and reads file contents only
-when it must: files whose sizes differ are different without reading; two files with the same
-inode, size, mtime and ctime in two clones of one snapshot were not written since the clone
+`compare_trees(a, b)` walks both trees once (readdir, lstat, listxattr), and reads file contents
+only when it must: files whose sizes differ are different without reading; two files with the
+same inode, size, mtime and ctime in two clones of one snapshot were not written since the clone
 (ctime cannot be set from user space), so they are equal without reading; otherwise digests
 (xxh3) of tree `a` come from the `StatCache` when the stat data match a recorded digest, and
-are read once else. A forked helper process (`forked.Forked`) does half the walking and reading."""
+are read once else. The paths are split between this process and a forked helper
+(`forked.Forked`): each walks, compares and reads its half, and only the findings cross."""
 
 from __future__ import annotations
 
@@ -71,62 +72,17 @@ class TreeDiff:
 
 
 class Entry(NamedTuple):
-    """What is compared of one path: its lstat fields, xattrs and symlink target."""
+    """What is compared of one path: its lstat result, xattrs and symlink target (the stat
+    result itself, not its fields copied: building 10,000 entries costs half as much)."""
 
-    st_mode: int
-    st_ino: int
-    st_dev: int
-    st_nlink: int
-    st_uid: int
-    st_gid: int
-    st_size: int
-    st_mtime_ns: int
-    st_ctime_ns: int
-    st_rdev: int
+    st: os.stat_result
     xattrs: tuple[tuple[str, bytes], ...]
     target: str
     """A symlink's target ('' for other types)."""
 
 
-Tree = dict[str, Entry]
-"""Every path below a root, relative to it ('.' for the root), with its Entry."""
-
-
-def _scan(root: str) -> list[tuple[str, tuple[object, ...]]]:
-    """(path, Entry fields) for every path of the tree at `root`; plain tuples, not Entry,
-    because they pickle three times faster (the helper process sends one tree back)."""
-    path = root
-    try:
-        rows: list[tuple[str, tuple[object, ...]]] = [(".", _fields(root, os.lstat(root)))]
-        stack = [""]
-        while stack:
-            rel = stack.pop()
-            path = os.path.join(root, rel) if rel else root
-            with os.scandir(path) as it:
-                for e in it:
-                    child = f"{rel}/{e.name}" if rel else e.name
-                    st = e.stat(follow_symlinks=False)
-                    rows.append((child, _fields(e.path, st)))
-                    if stat.S_ISDIR(st.st_mode):
-                        stack.append(child)
-    except OSError as err:
-        raise CompareError(f"Can't read {err.filename or path}: {err.strerror}") from None
-    return rows
-
-
-def _fields(path: str, st: os.stat_result) -> tuple[object, ...]:
-    target = os.readlink(path) if stat.S_ISLNK(st.st_mode) else ""
-    return (st.st_mode, st.st_ino, st.st_dev, st.st_nlink, st.st_uid, st.st_gid, st.st_size,
-            st.st_mtime_ns, st.st_ctime_ns, st.st_rdev, _xattrs(path), target)  # fmt: skip
-
-
-def _tree(rows: list[tuple[str, tuple[object, ...]]]) -> Tree:
-    make = Entry._make
-    return {rel: make(fields) for rel, fields in rows}
-
-
 def _type(e: Entry) -> str:
-    mode = e.st_mode
+    mode = e.st.st_mode
     for test, name in ((stat.S_ISREG, "file"), (stat.S_ISDIR, "directory"),
                        (stat.S_ISLNK, "symlink"), (stat.S_ISCHR, "char device"),
                        (stat.S_ISBLK, "block device"), (stat.S_ISFIFO, "fifo"),
@@ -146,12 +102,6 @@ def _xattrs(path: str) -> tuple[tuple[str, bytes], ...]:
         return ()  # e.g. a filesystem without xattr support: nothing to compare
 
 
-def _digests(files: list[tuple[str, int]]) -> list[str]:
-    """The digest of each (path, size) file, read in the order given (module-level: the
-    helper process runs it)."""
-    return [_read(path, size) for path, size in files]
-
-
 def _read(path: str, size: int) -> str:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
@@ -167,13 +117,14 @@ def _read(path: str, size: int) -> str:
 
 def _same_meta(x: Entry, y: Entry) -> bool:
     """Whether `_meta` would find nothing, mtimes aside."""
-    return (x.st_mode == y.st_mode and x.st_uid == y.st_uid and x.st_gid == y.st_gid
+    sx, sy = x.st, y.st
+    return (sx.st_mode == sy.st_mode and sx.st_uid == sy.st_uid and sx.st_gid == sy.st_gid
             and x.target == y.target and x.xattrs == y.xattrs)  # fmt: skip
 
 
-def _untouched(x: Entry, y: Entry) -> bool:
-    return (x.st_ino, x.st_size, x.st_mtime_ns, x.st_ctime_ns) == (
-        y.st_ino, y.st_size, y.st_mtime_ns, y.st_ctime_ns)  # fmt: skip
+def _untouched(sx: os.stat_result, sy: os.stat_result) -> bool:
+    return (sx.st_ino, sx.st_size, sx.st_mtime_ns, sx.st_ctime_ns) == (
+        sy.st_ino, sy.st_size, sy.st_mtime_ns, sy.st_ctime_ns)  # fmt: skip
 
 
 def compare_trees(
@@ -191,100 +142,212 @@ def compare_trees(
     roots' own metadata is compared as path '.'. Raises CompareError if a tree cannot be read.
 
     `a` is the tree that stays (verify's original step): its digests come from and go to
-    `stat_cache`. `b` is a scratch tree (the rebuild, deleted after), always read. A forked
-    helper scans and reads about half of the work, so the comparison uses two CPUs.
+    `stat_cache`. `b` is a scratch tree (the rebuild, deleted after), always read. The paths
+    are shared between this process and a forked helper, each comparing its share end to end
+    (`_compare_share`), so the comparison uses two CPUs; only findings, the files to read
+    and their digests cross between the two.
     """
+    mtimes = _MtimeRule(check_mtimes, None if mtime_clamp is None else mtime_clamp * 10**9)
+    job = _Job(os.fspath(a), os.fspath(b), mtimes, _SHARES)
     with Forked() as helper:
-        scan_a = helper.start(_scan, os.fspath(a))
-        tb = _tree(_scan(os.fspath(b)))
-        ta = _tree(scan_a())
-        mtimes = _MtimeRule(check_mtimes, None if mtime_clamp is None else mtime_clamp * 10**9)
-        diffs, to_hash = _compare_entries(ta, tb, mtimes)
-        known = _cached(stat_cache, [x for _, x, _ in to_hash])
-        reads_a = _by_inode(
-            [(rel, x) for rel, x, _ in to_hash if (x.st_dev, x.st_ino) not in known]
-        )
-        reads_b = _by_inode([(rel, y) for rel, _, y in to_hash])
-        digests = _read_on_two_cpus(
-            helper,
-            [(f"{a}/{rel}", x.st_size) for rel, x in reads_a]
-            + [(f"{b}/{rel}", y.st_size) for rel, y in reads_b],
-        )
-    if stat_cache is not None:
-        # Recorded under the scan's lstat, taken before the read: a write after it changes
-        # the ctime, so a digest of newer content is never found for the file's new state.
-        stat_cache.put_many(zip((x for _, x in reads_a), digests, strict=False), DEFAULT_ALGORITHM)
-        stat_cache.flush()
-    read_a = dict(zip((rel for rel, _ in reads_a), digests, strict=False))
-    read_b = dict(zip((rel for rel, _ in reads_b), digests[len(reads_a) :], strict=True))
-    for rel, x, _ in to_hash:
-        da, db = known.get((x.st_dev, x.st_ino)) or read_a[rel], read_b[rel]
+        theirs = helper.start(_compare_share, job, 1)
+        shares = [_compare_share(job, 0), theirs()]
+        files = [f for share in shares for f in share.to_read]
+        # Tree b is always read: the helper reads its half while this process looks tree a
+        # up in the stat cache (sqlite must not be used across a fork: only this process does).
+        theirs_b = helper.start(_digests, job.b, _by_b_inode(shares[1].to_read))
+        known = _known(stat_cache, files)
+        digests_b = dict(_digests(job.b, _by_b_inode(shares[0].to_read))) | dict(theirs_b())
+        misses = sorted((f for f in files if (f[1], f[2]) not in known), key=lambda f: f[2])
+        theirs_a = helper.start(_digests, job.a, misses[1::2])
+        digests_a = dict(_digests(job.a, misses[0::2])) | dict(theirs_a())
+    diffs = [d for share in shares for d in share.diffs] + _hard_link_diffs(shares)
+    for path, dev, ino, *_ in files:
+        da, db = known.get((dev, ino)) or digests_a[path], digests_b[path]
         if da != db:
-            diffs.append(Difference("content", rel, da[:16], db[:16]))
+            diffs.append(Difference("content", path, da[:16], db[:16]))
+    if stat_cache is not None:
+        # Recorded under the walk's lstat, taken before the read: a write after it changes
+        # the ctime, so a digest of newer content is never found for the file's new state.
+        read = [(_Stamp._make(f[1:6]), digests_a[f[0]]) for f in misses]
+        stat_cache.put_many(read, DEFAULT_ALGORITHM)
+        stat_cache.flush()
     diffs.sort(key=lambda d: (KINDS.index(d.kind), d.path))
     return TreeDiff(a, b, tuple(diffs))
 
 
-def _compare_entries(
-    ta: Tree, tb: Tree, mtimes: _MtimeRule
-) -> tuple[list[Difference], list[tuple[str, Entry, Entry]]]:
-    """The differences found without reading contents, and the files whose contents must be
-    compared: same size, but not the same inode untouched since a clone (ctime cannot be set
-    from user space)."""
-    diffs = [Difference("only in A", p) for p in ta.keys() - tb.keys()]
-    diffs += [Difference("only in B", p) for p in tb.keys() - ta.keys()]
-    to_hash: list[tuple[str, Entry, Entry]] = []
-    links_a, links_b = _hard_links(ta), _hard_links(tb)
+_SHARES = 2
+"""Processes sharing a comparison: this one and one forked helper."""
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One comparison, as each process sharing it needs it (it is sent to the helper)."""
+
+    a: str
+    b: str
+    mtimes: _MtimeRule
+    shares: int
+
+
+class _Stamp(NamedTuple):
+    """A file's identity and times, as the stat cache keys a digest."""
+
+    st_dev: int
+    st_ino: int
+    st_size: int
+    st_mtime_ns: int
+    st_ctime_ns: int
+
+
+_ToRead = tuple[str, int, int, int, int, int, int]
+"""A file whose contents must be compared: its path; its st_dev, st_ino, st_size, st_mtime_ns
+and st_ctime_ns in tree a (a `_Stamp`: the stat cache may know its digest); its st_ino in tree
+b (reads go in inode order). Plain tuples: they cross to the helper and back, and 2,500
+pickle ten times faster than NamedTuples."""
+
+
+@dataclass
+class _Share:
+    """What one process found in its share of the paths."""
+
+    diffs: list[Difference] = field(default_factory=list)
+    linked: tuple[list[tuple[str, int, int]], list[tuple[str, int, int]]] = field(
+        default_factory=lambda: ([], [])
+    )
+    """For tree a, then b: (path, st_dev, st_ino) of each non-directory with several links."""
+    common_linked: list[str] = field(default_factory=list)
+    """Paths of one type in both trees with several links in either: their links compare."""
+    to_read: list[_ToRead] = field(default_factory=list)
+    """The files of the share whose contents must be compared (by `compare_trees`)."""
+
+
+def _compare_share(job: _Job, share: int) -> _Share:
+    """Compare the paths of share `share`: those whose `hash() % job.shares` is `share` (the
+    helper is a fork, so it hashes strings as this process does), the roots ('.') in share 0.
+    Every process lists every directory (cheap: names and types come from readdir); each
+    lstats and compares only its own paths, so any tree shape splits evenly."""
+    found = _Share()
+    if share == 0:
+        _compare_pair(".", _root_entry(job.a), _root_entry(job.b), job.mtimes, found)
+    stack = [("", True, True)]  # directories to list: path, a directory in a, in b
+    while stack:
+        rel, in_a, in_b = stack.pop()
+        list_a = _listing(job.a, rel) if in_a else {}
+        list_b = _listing(job.b, rel) if in_b else {}
+        for name in list_a.keys() | list_b.keys():
+            child = f"{rel}/{name}" if rel else name
+            ea, eb = list_a.get(name), list_b.get(name)
+            dir_a = ea is not None and ea.is_dir(follow_symlinks=False)
+            dir_b = eb is not None and eb.is_dir(follow_symlinks=False)
+            if dir_a or dir_b:
+                stack.append((child, dir_a, dir_b))
+            if hash(child) % job.shares != share:
+                continue
+            x = None if ea is None else _entry(ea)
+            y = None if eb is None else _entry(eb)
+            _compare_pair(child, x, y, job.mtimes, found)
+    return found
+
+
+def _listing(root: str, rel: str) -> dict[str, os.DirEntry[str]]:
+    path = f"{root}/{rel}" if rel else root
+    try:
+        with os.scandir(path) as it:
+            return {e.name: e for e in it}
+    except OSError as err:
+        raise CompareError(f"Can't read {err.filename or path}: {err.strerror}") from None
+
+
+def _root_entry(root: str) -> Entry:
+    try:
+        return _make_entry(root, os.lstat(root))
+    except OSError as err:
+        raise CompareError(f"Can't read {root}: {err.strerror}") from None
+
+
+def _entry(e: os.DirEntry[str]) -> Entry:
+    try:
+        return _make_entry(e.path, e.stat(follow_symlinks=False))
+    except OSError as err:
+        raise CompareError(f"Can't read {e.path}: {err.strerror}") from None
+
+
+def _make_entry(path: str, st: os.stat_result) -> Entry:
+    return Entry(st, _xattrs(path), os.readlink(path) if stat.S_ISLNK(st.st_mode) else "")
+
+
+def _compare_pair(
+    rel: str,
+    x: Entry | None,
+    y: Entry | None,
+    mtimes: _MtimeRule,
+    found: _Share,
+) -> None:
+    """Record what differs at `rel` without reading contents (x in tree a, y in b, None where
+    absent), and add it to `found.to_read` if its contents must be read: same size, but not
+    the same inode untouched since a clone (ctime cannot be set from user space)."""
+    for side, e in enumerate((x, y)):
+        if e is not None and e.st.st_nlink > 1 and not stat.S_ISDIR(e.st.st_mode):
+            found.linked[side].append((rel, e.st.st_dev, e.st.st_ino))
+    if x is None or y is None:
+        found.diffs.append(Difference("only in B" if x is None else "only in A", rel))
+        return
+    diffs, sx, sy = found.diffs, x.st, y.st
     # The tests go cheapest first: most paths of two builds of one step differ in nothing.
-    for rel in ta.keys() & tb.keys():
-        x, y = ta[rel], tb[rel]
-        if stat.S_IFMT(x.st_mode) != stat.S_IFMT(y.st_mode):
-            diffs.append(Difference("type", rel, _type(x), _type(y)))
-            continue
-        if mtimes.check or not _same_meta(x, y):
-            diffs += _meta(rel, x, y, mtimes)
-        if x.st_rdev != y.st_rdev and (stat.S_ISCHR(x.st_mode) or stat.S_ISBLK(x.st_mode)):
-            diffs.append(Difference("device", rel, _device(x), _device(y)))
-        if x.st_nlink > 1 or y.st_nlink > 1:
-            others_a, others_b = links_a.get(rel, ()), links_b.get(rel, ())
-            if others_a != others_b:
-                diffs.append(Difference("hard links", rel, _names(others_a), _names(others_b)))
-        if stat.S_ISREG(x.st_mode):
-            if x.st_size != y.st_size:
-                diffs.append(Difference("content", rel, f"{x.st_size} bytes", f"{y.st_size} bytes"))
-            elif not _untouched(x, y):
-                to_hash.append((rel, x, y))
-    return diffs, to_hash
+    if stat.S_IFMT(sx.st_mode) != stat.S_IFMT(sy.st_mode):
+        diffs.append(Difference("type", rel, _type(x), _type(y)))
+        return
+    if mtimes.check or not _same_meta(x, y):
+        diffs += _meta(rel, x, y, mtimes)
+    if sx.st_rdev != sy.st_rdev and (stat.S_ISCHR(sx.st_mode) or stat.S_ISBLK(sx.st_mode)):
+        diffs.append(Difference("device", rel, _device(x), _device(y)))
+    if sx.st_nlink > 1 or sy.st_nlink > 1:
+        found.common_linked.append(rel)
+    if stat.S_ISREG(sx.st_mode):
+        if sx.st_size != sy.st_size:
+            diffs.append(Difference("content", rel, f"{sx.st_size} bytes", f"{sy.st_size} bytes"))
+        elif not _untouched(sx, sy):
+            stamp = (sx.st_dev, sx.st_ino, sx.st_size, sx.st_mtime_ns, sx.st_ctime_ns)
+            found.to_read.append((rel, *stamp, sy.st_ino))
 
 
-def _cached(cache: StatCache | None, entries: list[Entry]) -> dict[tuple[int, int], str]:
-    return cache.get_many(entries, DEFAULT_ALGORITHM) if cache is not None else {}
+def _known(cache: StatCache | None, files: list[_ToRead]) -> dict[tuple[int, int], str]:
+    """The digests of tree a's `files` that `cache` holds, by (st_dev, st_ino)."""
+    if cache is None:
+        return {}
+    return cache.get_many([_Stamp._make(f[1:6]) for f in files], DEFAULT_ALGORITHM)
 
 
-def _by_inode(reads: list[tuple[str, Entry]]) -> list[tuple[str, Entry]]:
-    """In inode order: files in random inode order read ~25% slower."""
-    return sorted(reads, key=lambda r: r[1].st_ino)
+def _by_b_inode(files: list[_ToRead]) -> list[_ToRead]:
+    """In tree b's inode order: files in random inode order read ~25% slower."""
+    return sorted(files, key=lambda f: f[6])
 
 
-def _read_on_two_cpus(helper: Forked, files: list[tuple[str, int]]) -> list[str]:
-    """The digests of the (path, size) files: the helper reads the first half of the bytes,
-    this process the rest."""
-    half, cut = sum(size for _, size in files) / 2, 0
-    while cut < len(files) and half > 0:
-        half -= files[cut][1]
-        cut += 1
-    theirs = helper.start(_digests, files[:cut])
-    mine = _digests(files[cut:])
-    return theirs() + mine
+def _digests(root: str, files: list[_ToRead]) -> list[tuple[str, str]]:
+    """(path, digest) of each of `files` below `root`, read in the order given."""
+    return [(f[0], _read(f"{root}/{f[0]}", f[3])) for f in files]
 
 
-def _hard_links(tree: Tree) -> dict[str, tuple[str, ...]]:
-    """For each non-directory path with more than one link: the other paths of the tree that
-    are the same inode (`ln` and `cp` give equal contents but not the same tree)."""
+def _hard_link_diffs(shares: list[_Share]) -> list[Difference]:
+    """The paths whose other names (hard links) differ between the trees: `ln` and `cp`
+    give equal contents but not the same tree. Links may join paths of different shares."""
+    others_a, others_b = (
+        _other_names([row for share in shares for row in share.linked[side]]) for side in (0, 1)
+    )
+    diffs = []
+    for rel in (rel for share in shares for rel in share.common_linked):
+        xs, ys = others_a.get(rel, ()), others_b.get(rel, ())
+        if xs != ys:
+            diffs.append(Difference("hard links", rel, _names(xs), _names(ys)))
+    return diffs
+
+
+def _other_names(linked: list[tuple[str, int, int]]) -> dict[str, tuple[str, ...]]:
+    """For each (path, dev, inode): the other paths of the same inode, sorted."""
     by_inode: dict[tuple[int, int], list[str]] = {}
-    for rel, st in tree.items():
-        if st.st_nlink > 1 and not stat.S_ISDIR(st.st_mode):
-            by_inode.setdefault((st.st_dev, st.st_ino), []).append(rel)
+    for rel, dev, ino in linked:
+        by_inode.setdefault((dev, ino), []).append(rel)
     return {
         rel: tuple(sorted(p for p in paths if p != rel))
         for paths in by_inode.values()
@@ -296,8 +359,8 @@ def _names(paths: tuple[str, ...]) -> str:
     return ", ".join(f"/{p}" for p in paths) or "(none)"
 
 
-def _device(st: Entry) -> str:
-    return f"{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}"
+def _device(e: Entry) -> str:
+    return f"{os.major(e.st.st_rdev)}:{os.minor(e.st.st_rdev)}"
 
 
 def iso_time(ns: int) -> str:
@@ -315,20 +378,20 @@ class _MtimeRule:
     clamp_ns: int | None
 
     def differ(self, x: Entry, y: Entry) -> bool:
-        if not self.check or stat.S_ISLNK(x.st_mode):
+        if not self.check or stat.S_ISLNK(x.st.st_mode):
             return False
         if self.clamp_ns is None:
-            return x.st_mtime_ns != y.st_mtime_ns
-        return min(x.st_mtime_ns, self.clamp_ns) != min(y.st_mtime_ns, self.clamp_ns)
+            return x.st.st_mtime_ns != y.st.st_mtime_ns
+        return min(x.st.st_mtime_ns, self.clamp_ns) != min(y.st.st_mtime_ns, self.clamp_ns)
 
 
 def _meta(rel: str, x: Entry, y: Entry, mtimes: _MtimeRule) -> list[Difference]:
-    out = []
-    if stat.S_IMODE(x.st_mode) != stat.S_IMODE(y.st_mode):
-        out.append(Difference("mode", rel, f"{stat.S_IMODE(x.st_mode):04o}",
-                              f"{stat.S_IMODE(y.st_mode):04o}"))  # fmt: skip
-    if (x.st_uid, x.st_gid) != (y.st_uid, y.st_gid):
-        out.append(Difference("owner", rel, f"{x.st_uid}:{x.st_gid}", f"{y.st_uid}:{y.st_gid}"))
+    out, sx, sy = [], x.st, y.st
+    if stat.S_IMODE(sx.st_mode) != stat.S_IMODE(sy.st_mode):
+        out.append(Difference("mode", rel, f"{stat.S_IMODE(sx.st_mode):04o}",
+                              f"{stat.S_IMODE(sy.st_mode):04o}"))  # fmt: skip
+    if (sx.st_uid, sx.st_gid) != (sy.st_uid, sy.st_gid):
+        out.append(Difference("owner", rel, f"{sx.st_uid}:{sx.st_gid}", f"{sy.st_uid}:{sy.st_gid}"))
     if x.target != y.target:
         out.append(Difference("link target", rel, x.target, y.target))
     if x.xattrs != y.xattrs:
@@ -337,7 +400,7 @@ def _meta(rel: str, x: Entry, y: Entry, mtimes: _MtimeRule) -> list[Difference]:
         out.append(Difference("xattrs", rel, ", ".join(n for n in names if n in xa),
                               ", ".join(n for n in names if n in xb)))  # fmt: skip
     if mtimes.differ(x, y):
-        out.append(Difference("mtime", rel, iso_time(x.st_mtime_ns), iso_time(y.st_mtime_ns)))
+        out.append(Difference("mtime", rel, iso_time(x.st.st_mtime_ns), iso_time(y.st.st_mtime_ns)))
     return out
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from obuilder_core.builder.tree_diff import CompareError, compare_trees, content_detail
+from obuilder_core.builder.tree_diff import _SHARES, CompareError, compare_trees, content_detail
 from obuilder_core.stat_cache import StatCache
 
 
@@ -156,21 +156,58 @@ def test_stat_cache_avoids_rereading(trees: tuple[Path, Path], tmp_path: Path) -
 def test_a_tree_that_cannot_be_read_is_an_error(
     trees: tuple[Path, Path], tmp_path: Path, missing: str
 ) -> None:
-    # Tree A is scanned by the helper process, B by the caller: both report the same way.
+    # Both processes read both trees: whichever fails first, the error names the tree.
     a, b = trees
     shutil.rmtree(tmp_path / missing)
     with pytest.raises(CompareError, match=rf"Can't read .*/{missing}: No such file"):
         compare_trees(a, b)
 
 
-def test_a_file_that_differs_is_found_in_either_half(tmp_path: Path) -> None:
-    # The reads are split between two processes by bytes: a difference in the first or the
-    # last file must be seen whichever process read it.
+def _one_path_per_share(names: list[str]) -> list[str]:
+    """The first of `names` that each process owns: the paths are shared between the two
+    by hash (`tree_diff._compare_share`), and the test must reach both."""
+    owners = {hash(n) % _SHARES: n for n in reversed(names)}
+    assert len(owners) == _SHARES, "pick more names"
+    return [owners[k] for k in sorted(owners)]
+
+
+def test_differences_are_found_by_either_process(tmp_path: Path) -> None:
+    # Each process compares and reads its own share of the paths: a difference of each kind
+    # in a path of each share must be reported, and both shares' digests of A recorded.
     a, b = tmp_path / "A", tmp_path / "B"
-    a.mkdir()
-    for i in range(40):
-        (a / f"f{i:02d}").write_bytes(bytes([i]) * 4096)
+    names = [f"d{d}/f{f}" for d in range(4) for f in range(10)]
+    for i, name in enumerate(names):
+        (a / name).parent.mkdir(parents=True, exist_ok=True)
+        (a / name).write_bytes(bytes([i]) * 4096)
     shutil.copytree(a, b)
-    (b / "f00").write_bytes(b"x" * 4096)
-    (b / "f39").write_bytes(b"y" * 4096)
-    assert kinds(a, b) == [("content", "f00"), ("content", "f39")]
+    changed, chmodded = _one_path_per_share(names[:20]), _one_path_per_share(names[20:])
+    for name in changed:
+        (b / name).write_bytes(b"x" * 4096)
+    for name in chmodded:
+        os.chmod(b / name, 0o600)
+    # ctime cannot be set: a zero racy window lets the new files' digests be recorded.
+    with StatCache(tmp_path / "cache.sqlite", racy_window_ns=0) as cache:
+        assert kinds(a, b, stat_cache=cache) == [("content", n) for n in sorted(changed)] + [
+            ("mode", n) for n in sorted(chmodded)
+        ]
+        recorded = cache.get_many([os.lstat(a / n) for n in names], "xxh3_128")
+    assert len(recorded) == len(names)
+
+
+def test_hard_links_between_the_shares_are_compared(tmp_path: Path) -> None:
+    # Two names of one inode, in two directories, compared by the two processes.
+    a, b = tmp_path / "A", tmp_path / "B"
+    first = "x/f"
+    second = next(
+        f"y/g{i}" for i in range(64) if hash(f"y/g{i}") % _SHARES != hash(first) % _SHARES
+    )
+    for tree in (a, b):
+        (tree / "x").mkdir(parents=True)
+        (tree / "y").mkdir()
+        (tree / first).write_text("same bytes")
+    os.link(a / first, a / second)
+    shutil.copy2(b / first, b / second)
+    assert [(d.kind, d.path, d.a, d.b) for d in compare_trees(a, b).differences] == [
+        ("hard links", first, f"/{second}", "(none)"),
+        ("hard links", second, f"/{first}", "(none)"),
+    ]
