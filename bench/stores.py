@@ -16,10 +16,7 @@ the busybox image into each and prints, in interleaved rounds:
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
-import resource
 import secrets
 import statistics
 import subprocess
@@ -33,12 +30,17 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 
 from snapshot import loop_btrfs  # noqa: E402  (bench/ is not a package)
-from workload import SPEC, build, busybox_image, make_srcdir, timed  # noqa: E402
+from workload import (  # noqa: E402
+    SPEC,
+    build,
+    busybox_image,
+    make_srcdir,
+    timed,
+    write_true_bundle,
+)
 
 from obuilder_core.builder import Builder  # noqa: E402
 from obuilder_core.images import LocalImages  # noqa: E402
-from obuilder_core.sandbox import RunConfig  # noqa: E402
-from obuilder_core.sandbox.config import make_config  # noqa: E402
 from obuilder_core.spec import parse_spec  # noqa: E402
 
 KINDS = ("btrfs", "overlayfs", "rsync")
@@ -92,17 +94,7 @@ def runc_bundle(base_rootfs: Path, work: Path, name: str) -> Path:
     bundle = work / name
     bundle.mkdir()
     subprocess.run(["cp", "-a", str(base_rootfs), str(bundle / "rootfs")], check=True)
-    (bundle / "hosts").write_text("127.0.0.1 localhost builder\n")
-    config = make_config(
-        RunConfig(argv=("/bin/true",)),
-        bundle / "rootfs",
-        hosts_file=bundle / "hosts",
-        secret_files=[],
-        fast_sync=False,
-        nofile_hard=resource.getrlimit(resource.RLIMIT_NOFILE)[1],
-        machine=platform.machine(),
-    )
-    (bundle / "config.json").write_text(json.dumps(config))
+    write_true_bundle(bundle, bundle / "rootfs")
     return bundle
 
 

@@ -94,6 +94,22 @@ def build(builder: Builder, text: str, context: Path) -> None:
         raise SystemExit(f"build failed: {result.failure.heading}: {result.failure.message}")
 
 
+def write_true_bundle(bundle: Path, rootfs: Path) -> None:
+    """A runc bundle in directory `bundle` running /bin/true in `rootfs` with the project's
+    own config.json (the raw `runc run` floor)."""
+    (bundle / "hosts").write_text("127.0.0.1 localhost builder\n")
+    config = make_config(
+        RunConfig(argv=("/bin/true",)),
+        rootfs,
+        hosts_file=bundle / "hosts",
+        secret_files=[],
+        fast_sync=False,
+        nofile_hard=resource.getrlimit(resource.RLIMIT_NOFILE)[1],
+        machine=platform.machine(),
+    )
+    (bundle / "config.json").write_text(json.dumps(config))
+
+
 class Floors:
     """The WORKLOAD.md floors, measured on the bench's own btrfs filesystem."""
 
@@ -118,18 +134,7 @@ class Floors:
         rootfs = self.scratch / "runc-rootfs"
         sh("btrfs", "subvolume", "snapshot", str(self.scratch / "base"), str(rootfs))
         bundle = Path(tempfile.mkdtemp(prefix="obuilder-bench-bundle-"))
-        hosts = bundle / "hosts"
-        hosts.write_text("127.0.0.1 localhost builder\n")
-        config = make_config(
-            RunConfig(argv=("/bin/true",)),
-            rootfs,
-            hosts_file=hosts,
-            secret_files=[],
-            fast_sync=False,
-            nofile_hard=resource.getrlimit(resource.RLIMIT_NOFILE)[1],
-            machine=platform.machine(),
-        )
-        (bundle / "config.json").write_text(json.dumps(config))
+        write_true_bundle(bundle, rootfs)
         name = f"obuilder-bench-{secrets.token_hex(6)}"
         try:
             t = time.perf_counter()

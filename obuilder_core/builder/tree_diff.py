@@ -148,7 +148,7 @@ def compare_trees(
     and their digests cross between the two.
     """
     mtimes = _MtimeRule(check_mtimes, None if mtime_clamp is None else mtime_clamp * 10**9)
-    job = _Job(os.fspath(a), os.fspath(b), mtimes, _SHARES)
+    job = _Job(os.fspath(a), os.fspath(b), mtimes)
     with Forked() as helper:
         theirs = helper.start(_compare_share, job, 1)
         shares = [_compare_share(job, 0), theirs()]
@@ -187,7 +187,6 @@ class _Job:
     a: str
     b: str
     mtimes: _MtimeRule
-    shares: int
 
 
 class _Stamp(NamedTuple):
@@ -223,7 +222,7 @@ class _Share:
 
 
 def _compare_share(job: _Job, share: int) -> _Share:
-    """Compare the paths of share `share`: those whose `hash() % job.shares` is `share` (the
+    """Compare the paths of share `share`: those whose `hash() % _SHARES` is `share` (the
     helper is a fork, so it hashes strings as this process does), the roots ('.') in share 0.
     Every process lists every directory (cheap: names and types come from readdir); each
     lstats and compares only its own paths, so any tree shape splits evenly."""
@@ -242,7 +241,7 @@ def _compare_share(job: _Job, share: int) -> _Share:
             dir_b = eb is not None and eb.is_dir(follow_symlinks=False)
             if dir_a or dir_b:
                 stack.append((child, dir_a, dir_b))
-            if hash(child) % job.shares != share:
+            if hash(child) % _SHARES != share:
                 continue
             x = None if ea is None else _entry(ea)
             y = None if eb is None else _entry(eb)
