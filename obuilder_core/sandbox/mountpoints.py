@@ -7,6 +7,12 @@ does (symlinks followed but confined to the rootfs) and record what does not exi
 the run we remove those paths again, deepest first, but only if they are still exactly what
 runc made (an empty directory or an empty regular file) and no path component has become a
 symlink: nothing outside the rootfs, and nothing the command wrote, is ever touched.
+
+Runs over the same rootfs at the same time share its mount points: removing /etc/hosts
+while another run's runc is mounting onto it makes that run fail ("open o_path procfd: ...
+no such file or directory"). `InUse` therefore removes a rootfs's mount points only when the
+last run over it ends, and plans and removes under one lock so that no run plans while another
+removes.
 """
 
 from __future__ import annotations
@@ -15,8 +21,9 @@ import contextlib
 import os
 import posixpath
 import stat
-from collections.abc import Iterable
-from dataclasses import dataclass
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -171,3 +178,47 @@ def _restore_times(rootfs: Path, parent: Parent) -> None:
     with contextlib.suppress(OSError):
         if stat.S_ISDIR(os.lstat(path).st_mode) and frozenset(os.listdir(path)) == parent.names:
             os.utime(path, ns=(parent.atime_ns, parent.mtime_ns), follow_symlinks=False)
+
+
+@dataclass
+class _Shared:
+    """What the runs in progress over one rootfs will have runc create, merged."""
+
+    runs: int = 0
+    points: dict[tuple[str, ...], MountPoint] = field(default_factory=dict)
+    parents: dict[tuple[str, ...], Parent] = field(default_factory=dict)
+
+    def add(self, plan: Plan) -> None:
+        # The first record of a path wins: it is the state from before any of these runs.
+        for point in plan.points:
+            self.points.setdefault(point.parts, point)
+        for parent in plan.parents:
+            self.parents.setdefault(parent.parts, parent)
+
+    def plan(self) -> Plan:
+        return Plan(tuple(self.points.values()), tuple(self.parents.values()))
+
+
+class InUse:
+    """The mount points of the runs in progress, per rootfs (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._shared: dict[str, _Shared] = {}
+
+    @contextlib.contextmanager
+    def run(self, rootfs: Path, mounts: Iterable[dict[str, Any]]) -> Iterator[None]:
+        """Hold `rootfs`'s mount points for these config.json mounts during the block."""
+        key = os.path.realpath(rootfs)
+        with self._lock:
+            shared = self._shared.setdefault(key, _Shared())
+            shared.add(plan(rootfs, mounts))
+            shared.runs += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                shared.runs -= 1
+                if shared.runs == 0:
+                    del self._shared[key]
+                    remove(rootfs, shared.plan())

@@ -93,7 +93,9 @@ class RuncSandbox(PosixRules):
     """Runs commands with runc (see the module docstring and `Sandbox.run`).
 
     Constructing one removes the containers and bundles left in `state_dir` by processes that
-    have died. Instances hold no per-run state and may be used from many threads at once.
+    have died. Instances may be used from many threads at once, over one rootfs too: they
+    keep the mount points of the runs in progress (`mountpoints.InUse`), so that one run's
+    clean-up never removes a mount point another still needs.
     Every run is filtered by Docker's default seccomp profile; `fast_sync` also turns fsync and
     friends into no-ops.
     """
@@ -112,6 +114,7 @@ class RuncSandbox(PosixRules):
         hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
         self._nofile_hard = NOFILE_CAP if hard == resource.RLIM_INFINITY else hard
         self._swap_accounting = swap_accounting()
+        self._mount_points = mountpoints.InUse()
         self.remove_leftovers()
 
     def describe(self) -> str:
@@ -179,13 +182,12 @@ class RuncSandbox(PosixRules):
                 swap_accounting=self._swap_accounting,
             )
             (bundle / "config.json").write_text(json.dumps(doc, indent=2) + "\n")
-            plan = mountpoints.plan(rootfs, doc["mounts"])
-            try:
-                self._execute(cid, bundle, config, log, stdin, cancel)
-            finally:
-                # The shim writes the status file once it has reaped the container's init.
-                self._delete(cid, stopped=(bundle / "status").exists())
-                mountpoints.remove(rootfs, plan)
+            with self._mount_points.run(rootfs, doc["mounts"]):
+                try:
+                    self._execute(cid, bundle, config, log, stdin, cancel)
+                finally:
+                    # The shim writes the status file once it has reaped the container's init.
+                    self._delete(cid, stopped=(bundle / "status").exists())
         finally:
             shutil.rmtree(bundle, ignore_errors=True)
 

@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from obuilder_core.sandbox import RunConfig, RuncSandbox
+from obuilder_core.sandbox import RunConfig, RuncSandbox, StepFailed
 
 PATH_ENV = (("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),)
 
@@ -35,9 +35,13 @@ def runc_containers(state_dir: Path) -> list[str]:
 
 
 def run(sandbox: RuncSandbox, rootfs: Path, config: RunConfig, **kwargs: Any) -> str:
-    """Run `config` and return its log as text."""
+    """Run `config` and return its log as text; a failure shows the log too."""
     out = bytearray()
-    sandbox.run(config, rootfs, log=out.extend, **kwargs)
+    try:
+        sandbox.run(config, rootfs, log=out.extend, **kwargs)
+    except StepFailed as e:
+        e.add_note(f"its log: {out.decode(errors='replace')!r}")
+        raise
     return out.decode()
 
 

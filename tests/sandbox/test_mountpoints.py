@@ -80,3 +80,21 @@ def test_remove_keeps_non_empty_and_replaced_paths(tmp_path: Path) -> None:
     assert (outside / "secrets" / "token").exists()
     assert (root / "run").is_symlink()
     assert (root / "f").read_text() == "data"
+
+
+def test_runs_over_one_rootfs_share_their_mount_points(tmp_path: Path) -> None:
+    root, secret = tmp_path / "root", tmp_path / "secret"
+    (root / "etc").mkdir(parents=True)
+    secret.write_text("s")
+    os.utime(root / "etc", ns=(1, 2))
+    hosts, token = root / "etc" / "hosts", root / "etc" / "token"
+    in_use = mountpoints.InUse()
+    with in_use.run(root, [bind("/etc/hosts", secret)]):
+        hosts.touch()  # runc made it
+        # A second run planned while the first's mount point exists, and needing another.
+        with in_use.run(root, [bind("/etc/hosts", secret), bind("/etc/token", secret)]):
+            token.touch()
+        # The second run's end removes nothing: the first still has /etc/hosts mounted.
+        assert hosts.exists() and token.exists()
+    assert sorted(p.name for p in (root / "etc").iterdir()) == []
+    assert (root / "etc").stat().st_mtime_ns == 2  # the state from before the first run

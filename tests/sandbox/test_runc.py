@@ -9,6 +9,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -241,17 +242,66 @@ def test_output_is_streamed_while_running(sandbox: RuncSandbox, busybox_rootfs: 
 
 
 def test_concurrent_runs_from_threads(sandbox: RuncSandbox, busybox_rootfs: Path) -> None:
-    results: dict[int, str] = {}
+    with ThreadPoolExecutor(4) as pool:
+        runs = [pool.submit(run, sandbox, busybox_rootfs, sh(f"echo {i}")) for i in range(4)]
+    assert [r.result() for r in runs] == [f"{i}\n" for i in range(4)]
+    assert_no_leftovers(sandbox)
 
-    def worker(i: int) -> None:
-        results[i] = run(sandbox, busybox_rootfs, sh(f"echo {i}"))
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert results == {i: f"{i}\n" for i in range(4)}
+class Paused:
+    """A run of `script` that starts, says so, then waits for `resume` before it goes on."""
+
+    def __init__(self, sandbox: RuncSandbox, rootfs: Path, script: str) -> None:
+        self._started = threading.Event()
+        self._log = bytearray()
+        self._error: BaseException | None = None
+        read_end, self._resume = os.pipe()
+        stdin = os.fdopen(read_end, "rb")
+        config = sh(f"echo started; read line; {script}")
+        self._thread = threading.Thread(
+            target=self._run, args=(sandbox, rootfs, config, stdin), daemon=True
+        )
+        self._thread.start()
+        assert self._started.wait(timeout=60), "the run did not start"
+
+    def _run(self, sandbox: RuncSandbox, rootfs: Path, config: RunConfig, stdin: Any) -> None:
+        try:
+            sandbox.run(config, rootfs, log=self._emit, stdin=stdin)
+        except BaseException as e:  # shown by finish()
+            self._error = e
+        finally:
+            self._started.set()
+            stdin.close()
+
+    def _emit(self, chunk: bytes) -> None:
+        self._log += chunk
+        if self._log.startswith(b"started\n"):
+            self._started.set()
+
+    def resume(self) -> None:
+        os.write(self._resume, b"go\n")
+        os.close(self._resume)
+
+    def finish(self) -> str:
+        """What the run logged after "started" (it must have succeeded)."""
+        self._thread.join()
+        assert self._error is None, f"{self._error}: {self._log.decode()}"
+        return self._log.decode().removeprefix("started\n")
+
+
+def test_a_run_ending_keeps_the_mount_points_of_another_over_the_same_rootfs(
+    sandbox: RuncSandbox, busybox_rootfs: Path
+) -> None:
+    # Both runs have runc bind /etc/hosts, which the busybox rootfs lacks. The first ends while
+    # the second still runs: removing the file would also unmount it in the second's container.
+    assert not (busybox_rootfs / "etc" / "hosts").exists()
+    first = Paused(sandbox, busybox_rootfs, "echo first")
+    second = Paused(sandbox, busybox_rootfs, "cat /etc/hosts")
+    first.resume()
+    assert first.finish() == "first\n"
+    second.resume()
+    assert second.finish() == "127.0.0.1 localhost builder\n"
+    assert not (busybox_rootfs / "etc" / "hosts").exists()  # removed once both had ended
     assert_no_leftovers(sandbox)
 
 
