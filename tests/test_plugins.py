@@ -7,12 +7,15 @@ The plugin is a real distribution found through the `obuilder` entry-point group
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import textwrap
+import zipfile
 from pathlib import Path
 
 import pytest
 
-from obuilder_core.plugins import hookimpl, make_plugins
+from obuilder_core.plugins import _may_declare, hookimpl, make_plugins
 from obuilder_core.stores import open_store, store_kinds
 from tests.fixtures.cli import REPO, run_obuilder
 
@@ -62,6 +65,23 @@ def test_a_store_backend_from_an_entry_point(plugin_path: Path, tmp_path: Path) 
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith(f"store:  plain ({store})\n")
     assert (tmp_path / "store" / "state").is_dir()
+
+
+def test_entry_points_are_read_only_where_a_distribution_declares_them(
+    plugin_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Without one, importlib.metadata is not even imported (~40 ms of every command).
+    code = "import sys; from obuilder_core.plugins import make_plugins; make_plugins(); "
+    code += "print('importlib.metadata' in sys.modules)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert proc.stdout == "False\n", proc.stderr
+    monkeypatch.syspath_prepend(str(plugin_path))
+    assert "plain" in store_kinds(make_plugins())
+    # A zip archive on the path cannot be looked into cheaply: importlib.metadata reads it.
+    with zipfile.ZipFile(tmp_path / "dists.zip", "w") as archive:
+        archive.writestr("other-1.0.dist-info/entry_points.txt", "[obuilder]\nother = other\n")
+    monkeypatch.setattr(sys, "path", [str(tmp_path / "dists.zip")])
+    assert _may_declare("obuilder")
 
 
 def test_the_built_in_backends_are_plugins_too() -> None:
