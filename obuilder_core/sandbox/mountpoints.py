@@ -211,8 +211,9 @@ class InUse:
         """Hold `rootfs`'s mount points for these config.json mounts during the block."""
         key = os.path.realpath(rootfs)
         with self._lock:
+            planned = plan(rootfs, mounts)  # may raise: then nothing is recorded
             shared = self._shared.setdefault(key, _Shared())
-            shared.add(plan(rootfs, mounts))
+            shared.add(planned)
             shared.runs += 1
         try:
             yield

@@ -136,16 +136,29 @@ def _exists(name: str) -> bool:
     return run_zfs(["zfs", "list", "-H", "-o", "name", name]).returncode == 0
 
 
-def _retry_busy(*args: str) -> None:
-    """Run `zfs ARGS`, retrying while zfs-fuse says the dataset is busy."""
+_RESET = "Connection reset by peer"
+"""What the zfs command says when zfs-fuse dropped its request (seen with two processes
+building at once); the daemon goes on answering, and the command may or may not have run."""
+
+
+def _retry_busy(*args: str, done: Callable[[], bool] | None = None) -> None:
+    """Run `zfs ARGS`, retrying while zfs-fuse says the dataset is busy, or dropped the
+    request (_RESET). After a dropped request, `done()` says whether the command ran anyway.
+    """
     for attempt in range(_BUSY_RETRIES):
         proc = run_zfs(["zfs", *args])
         if proc.returncode == 0:
             return
         err = proc.stderr.decode(errors="replace")
-        if "busy" not in err or attempt == _BUSY_RETRIES - 1:
+        if _RESET in err and done is not None and done():
+            return
+        if ("busy" not in err and _RESET not in err) or attempt == _BUSY_RETRIES - 1:
             raise CommandError(["zfs", *args], proc.returncode, err)
         time.sleep(0.2)
+
+
+def _rename(src: str, dst: str) -> None:
+    _retry_busy("rename", src, dst, done=lambda: _exists(dst) and not _exists(src))
 
 
 def _unmount(name: str) -> None:
@@ -263,7 +276,7 @@ class ZfsStore:
             _unmount(tmp)
             if _exists(self._ds(id)):
                 raise StoreError(f"zfs:{self.dataset}: step {id!r} already exists")
-            _retry_busy("rename", tmp, self._ds(id))
+            _rename(tmp, self._ds(id))
             done = True
         finally:
             self._finish(claim, tmp, keep=done)
