@@ -1,4 +1,5 @@
-"""The tar stream a copy step sends to `tar -xf -` running inside the sandbox.
+"""What a copy step writes: the tar stream for `tar -xf -` running inside the sandbox, or the
+same members written by the host (`CopySink`; copy_host.py).
 
 Layout follows OBuilder's `Tar_transfer` (reference §2.7), GNU format (long names and link
 targets through GNU LongLink records, large ids in base-256), with these differences:
@@ -29,7 +30,7 @@ import tarfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from obuilder_core.errors import ObuilderError
 from obuilder_core.manifest import (
@@ -89,6 +90,27 @@ def missing_dirs(rootfs: Path, dst: str, shape: CopyShape) -> list[str]:
     return []
 
 
+class CopySink(Protocol):
+    """Where the members of a copy go, in stream order: a tar stream (`_Writer`), or the
+    rootfs itself (`copy_host.HostSink`). Directories have mode DIR_MODE, symlinks LINK_MODE;
+    every member is owned by the copy's user."""
+
+    def directory(self, member: str, mtime: int) -> None: ...
+
+    def symlink(self, member: str, target: str, mtime: int) -> None: ...
+
+    def begin_file(self, member: str, mode: int, mtime: int, size: int) -> None:
+        """A regular file of `size` bytes, whose data follows (`data`, then `end_file`)."""
+
+    def data(self, chunk: bytes) -> None: ...
+
+    def end_file(self) -> None:
+        """The file's data is complete, and checked against its manifest digest."""
+
+    def finish(self) -> None:
+        """Every member was sent."""
+
+
 def write_copy_tar(
     out: BinaryIO,
     src_dir: Path,
@@ -101,33 +123,57 @@ def write_copy_tar(
     previous: Listing | None = None,
 ) -> Listing:
     """Write the tar stream of a copy of `items` (manifests of `src_dir`) to `dst` into `out`;
+    return its listing (`send_copy`). Raises ManifestError if the source changed since the
+    manifests were taken and CopyStreamError if `out` is closed by the reader. After an
+    exception the stream is cut short: the caller must fail the step even if the extracting
+    tar exits 0.
+    """
+    try:
+        return send_copy(
+            _Writer(out, _owner(user)),
+            src_dir,
+            items,
+            dst,
+            shape,
+            create_dirs=create_dirs,
+            previous=previous,
+        )
+    except BrokenPipeError:
+        raise CopyStreamError("The copy's tar stream was closed by the receiving tar") from None
+
+
+def send_copy(
+    sink: CopySink,
+    src_dir: Path,
+    items: Sequence[Manifest],
+    dst: str,
+    shape: CopyShape,
+    *,
+    create_dirs: Sequence[str] = (),
+    previous: Listing | None = None,
+) -> Listing:
+    """Send the members of a copy of `items` (manifests of `src_dir`) to `dst` into `sink`;
     return its listing (what the result holds at each member the copy wrote).
 
     `dst` is the normalised absolute destination (keys.copy_destination). SINGLE writes the one
     item as `dst` (a directory renamed to dst, with its contents); MULTI writes each item into
     `dst/` under its basename, except the whole source dir (`(src .)`) whose contents go
-    straight into `dst/`. `create_dirs` (from `missing_dirs`) get directory entries first.
+    straight into `dst/`. `create_dirs` (from `missing_dirs`) are sent first, mtime 0.
     With `previous`, files and symlinks whose record is the same there are not sent.
-    Raises ManifestError if the source changed since the manifests were taken and
-    CopyStreamError if `out` is closed by the reader. After an exception the stream is cut
-    short: the caller must fail the step even if the extracting tar exits 0.
+    Raises ManifestError if the source changed since the manifests were taken.
     """
     if shape is CopyShape.SINGLE and (len(items) != 1 or not dst.strip("/")):
         raise ValueError("a SINGLE copy has exactly one item and a destination below /")
-    writer = _Writer(out, _owner(user))
     listing: Listing = {}
-    try:
-        for d in create_dirs:
-            writer.header(d.strip("/"), tarfile.DIRTYPE, DIR_MODE, 0)
-            listing[d.strip("/")] = ("d", "", 0, DIR_MODE, 0)
-        base = dst.strip("/")
-        with _open_dir(src_dir, "") as root_fd:
-            for m in items:
-                sender = _Sender(writer, m.algorithm, listing, previous or {})
-                _send_item(sender, root_fd, m, base, shape)
-        writer.finish()
-    except BrokenPipeError:
-        raise CopyStreamError("The copy's tar stream was closed by the receiving tar") from None
+    for d in create_dirs:
+        sink.directory(d.strip("/"), 0)
+        listing[d.strip("/")] = ("d", "", 0, DIR_MODE, 0)
+    base = dst.strip("/")
+    with _open_dir(src_dir, "") as root_fd:
+        for m in items:
+            sender = _Sender(sink, m.algorithm, listing, previous or {})
+            _send_item(sender, root_fd, m, base, shape)
+    sink.finish()
     return listing
 
 
@@ -219,14 +265,26 @@ class _Writer:
         info.uid, info.gid, info.uname, info.gname = o.uid, o.gid, o.uname, o.gname
         self.write(info.tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape"))
 
+    def directory(self, member: str, mtime: int) -> None:
+        self.header(member, tarfile.DIRTYPE, DIR_MODE, mtime)
+
+    def symlink(self, member: str, target: str, mtime: int) -> None:
+        self.header(member, tarfile.SYMTYPE, LINK_MODE, mtime, linkname=target)
+
+    def begin_file(self, member: str, mode: int, mtime: int, size: int) -> None:
+        self.header(member, tarfile.REGTYPE, mode, mtime, size)
+
+    def data(self, chunk: bytes) -> None:
+        self.write(chunk)
+
+    def end_file(self) -> None:
+        self.write(bytes(-self.total % _BLOCK))
+
     def write(self, data: bytes) -> None:
         self.buf += data
         self.total += len(data)
         if len(self.buf) >= _FLUSH_AT:
             self.flush()
-
-    def pad(self) -> None:
-        self.write(bytes(-self.total % _BLOCK))
 
     def flush(self) -> None:
         if self.buf:
@@ -246,7 +304,7 @@ class _Sender:
     it sent in `listing`; a file or symlink whose record is the same in `previous` is listed
     but not sent."""
 
-    writer: _Writer
+    sink: CopySink
     algorithm: str
     listing: Listing
     previous: Listing
@@ -260,7 +318,7 @@ class _Sender:
             with _open_dir(parent_fd, name or ".", entry.path) as fd:
                 if member:
                     mtime = _mtime(os.fstat(fd))
-                    self.writer.header(member, tarfile.DIRTYPE, DIR_MODE, mtime)
+                    self.sink.directory(member, mtime)
                     self.listing[member] = ("d", "", 0, DIR_MODE, mtime)
                 self.children(fd, entry, member)
 
@@ -280,7 +338,7 @@ class _Sender:
         record = ("l", target, 0, LINK_MODE, _mtime(st))
         self.listing[member] = record
         if self.previous.get(member) != record:
-            self.writer.header(member, tarfile.SYMTYPE, LINK_MODE, record[4], linkname=target)
+            self.sink.symlink(member, target, record[4])
 
     def _file(self, parent_fd: int, name: str, entry: File, member: str) -> None:
         if member in self.previous and self._unchanged(parent_fd, name, entry, member):
@@ -295,7 +353,7 @@ class _Sender:
                 raise _changed(entry.path)
             mtime = _mtime(st)
             self.listing[member] = ("f", entry.digest, entry.size, entry.mode, mtime)
-            self.writer.header(member, tarfile.REGTYPE, entry.mode, mtime, entry.size)
+            self.sink.begin_file(member, entry.mode, mtime, entry.size)
             h = ALGORITHMS[self.algorithm]()
             left = entry.size
             while left > 0:
@@ -303,11 +361,11 @@ class _Sender:
                 if not chunk:
                     raise _changed(entry.path)
                 h.update(chunk)
-                self.writer.write(chunk)
+                self.sink.data(chunk)
                 left -= len(chunk)
             if h.hexdigest() != entry.digest:
                 raise _changed(entry.path)
-            self.writer.pad()
+            self.sink.end_file()
         finally:
             os.close(fd)
 

@@ -30,7 +30,7 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
 
 
-def _open_dir_in_root(root_fd: int, rel: str) -> int:
+def open_dir_in_root(root_fd: int, rel: str) -> int:
     """A fd of directory `rel` (relative, '' for the root), resolved inside root_fd."""
     how = _OpenHow(_DIR_FLAGS, 0, _RESOLVE_IN_ROOT | _RESOLVE_NO_MAGICLINKS)
     path = os.fsencode(rel or ".")
@@ -53,7 +53,7 @@ def _parent(root: Path, member: str) -> Iterator[tuple[int, str]]:
     rel, _, name = member.strip("/").rpartition("/")
     root_fd = os.open(root, _DIR_FLAGS)
     try:
-        fd = _open_dir_in_root(root_fd, rel)
+        fd = open_dir_in_root(root_fd, rel)
     finally:
         os.close(root_fd)
     try:

@@ -8,23 +8,43 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import logging
 import os
 import shlex
 import threading
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, cast
 
 from obuilder_core.builder.incremental import Edit, save_listing
-from obuilder_core.copy_tar import CopyStreamError, Listing, missing_dirs, write_copy_tar
+from obuilder_core.copy_host import HostSink, writes_on_host
+from obuilder_core.copy_tar import (
+    CopySink,
+    CopyStreamError,
+    Listing,
+    missing_dirs,
+    send_copy,
+    write_copy_tar,
+)
 from obuilder_core.images import ImageConfig, ImageNotFound, ImageSource, fetch_image
 from obuilder_core.in_root import remove_in_root
 from obuilder_core.log import ByteCounter, Emit, Progress
 from obuilder_core.manifest import Manifest
 from obuilder_core.paths import CopyShape
-from obuilder_core.sandbox import DEFAULT_LIMITS, Limits, Mount, RunConfig, Sandbox, SecretMount
-from obuilder_core.spec.model import Cache, User
+from obuilder_core.sandbox import (
+    DEFAULT_LIMITS,
+    Cancelled,
+    Limits,
+    Mount,
+    RunConfig,
+    Sandbox,
+    SecretMount,
+    TimedOut,
+)
+from obuilder_core.spec.model import Cache, UnixUser, User
 from obuilder_core.stores import CacheLease, Store
 
 log = logging.getLogger(__name__)
@@ -128,16 +148,17 @@ def copy_files(
     limits: Limits = DEFAULT_LIMITS,
     progress: Progress | None = None,
     edit: Edit | None = None,
+    on_host: bool = True,
 ) -> None:
-    """Stream the copy's tar into the sandbox's unpacker (`tar -xf -` as root, for runc) on
-    `tmp/rootfs`, and save the listing of what it wrote; `progress` gets the bytes sent so
-    far after each MiB. With `edit`, `tmp` is a clone of the previous result of the copy's
-    family: what that copy wrote and this one does not goes first, and only changes are sent.
+    """Write the copy into `tmp/rootfs` and save the listing of what it wrote; `progress` gets
+    the bytes sent so far after each MiB. With `edit`, `tmp` is a clone of the previous result
+    of the copy's family: what that copy wrote and this one does not goes first, and only
+    changes are sent.
 
-    tar resolves paths inside the container, so symlinks planted by earlier steps never lead
-    outside the rootfs (nor do the removals: `in_root`). If the stream failed (e.g. a source
-    changed since its manifest), the step fails whatever tar's exit status: a stream cut
-    between members looks complete.
+    The host writes the members itself where it can (copy_host.py; `on_host=False` never),
+    else it streams the copy's tar into the sandbox's unpacker (`tar -xf -` as root, for runc).
+    Either way paths resolve inside the container, so symlinks planted by earlier steps never
+    lead outside the rootfs (nor do the removals: `in_root`).
     """
     rootfs = tmp / "rootfs"
     if edit is None:
@@ -146,6 +167,105 @@ def copy_files(
         for member in edit.remove:
             remove_in_root(rootfs, member)
         create, previous = list(edit.create_dirs), edit.previous
+    what = _Copy(src_dir, items, dst, shape, create, previous)
+    listing = None
+    if on_host and writes_on_host(user):
+        assert isinstance(user, UnixUser)
+        listing = _write_on_host(what, rootfs, user, cancel, limits, progress)
+    if listing is None:
+        listing = _unpack_in_sandbox(what, rootfs, user, sandbox, write, cancel, limits, progress)
+    save_listing(tmp, listing)
+
+
+@dataclass(frozen=True)
+class _Copy:
+    """What `copy_files` sends: `copy_tar.send_copy`'s arguments."""
+
+    src_dir: Path
+    items: Sequence[Manifest]
+    dst: str
+    shape: CopyShape
+    create_dirs: Sequence[str]
+    previous: Listing | None
+
+    def send(self, sink: CopySink) -> Listing:
+        return send_copy(
+            sink,
+            self.src_dir,
+            self.items,
+            self.dst,
+            self.shape,
+            create_dirs=self.create_dirs,
+            previous=self.previous,
+        )
+
+    def write_tar(self, out: BinaryIO, user: User) -> Listing:
+        return write_copy_tar(
+            out,
+            self.src_dir,
+            self.items,
+            self.dst,
+            self.shape,
+            user,
+            create_dirs=self.create_dirs,
+            previous=self.previous,
+        )
+
+
+def _write_on_host(
+    what: _Copy,
+    rootfs: Path,
+    user: UnixUser,
+    cancel: threading.Event,
+    limits: Limits,
+    progress: Progress | None,
+) -> Listing | None:
+    """The copy written by the host (copy_host.py), or None if this kernel has no openat2."""
+    check = deadline_check(("copy", what.dst), cancel, limits)
+    try:
+        sink = HostSink(rootfs, user, check, ByteCounter(progress))
+    except OSError as e:
+        if e.errno != errno.ENOSYS:
+            raise
+        log.info("no openat2 (Linux < 5.6): copies are unpacked in the sandbox")
+        return None
+    with sink:
+        return what.send(sink)
+
+
+def deadline_check(
+    argv: tuple[str, ...],
+    cancel: threading.Event,
+    limits: Limits,
+    clock: Callable[[], float] = time.monotonic,
+) -> Callable[[], None]:
+    """A check the host's copy makes before each member: Cancelled once `cancel` is set,
+    TimedOut once the step has run longer than `limits.timeout` (as the sandbox would)."""
+    timeout = limits.timeout
+    deadline = None if timeout is None else clock() + timeout
+
+    def check() -> None:
+        if cancel.is_set():
+            raise Cancelled(argv)
+        if timeout is not None and deadline is not None and clock() > deadline:
+            raise TimedOut(argv, timeout)
+
+    return check
+
+
+def _unpack_in_sandbox(
+    what: _Copy,
+    rootfs: Path,
+    user: User,
+    sandbox: Sandbox,
+    write: Emit,
+    cancel: threading.Event,
+    limits: Limits,
+    progress: Progress | None,
+) -> Listing:
+    """The copy's tar stream fed to the sandbox's unpacker. If the stream failed (e.g. a
+    source changed since its manifest), the step fails whatever tar's exit status: a stream
+    cut between members looks complete."""
     listing: list[Listing] = []
     r, w = os.pipe()
     reader, writer = os.fdopen(r, "rb"), os.fdopen(w, "wb")
@@ -155,11 +275,7 @@ def copy_files(
     def send() -> None:
         try:
             with writer:
-                listing.append(
-                    write_copy_tar(
-                        out, src_dir, items, dst, shape, user, create_dirs=create, previous=previous
-                    )
-                )
+                listing.append(what.write_tar(out, user))
         except BaseException as e:
             failure.append(e)
 
@@ -181,4 +297,4 @@ def copy_files(
     thread.join()
     if failure:
         raise failure[0]
-    save_listing(tmp, listing[0])
+    return listing[0]

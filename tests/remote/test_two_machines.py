@@ -55,7 +55,7 @@ def test_machine_b_gets_every_step_from_the_registry_that_machine_a_pushed(
     events_a, log_a = collect()
     with machine(tmp_path / "a", busybox_oci, cache_to=cache) as a:
         built = ok(a.build(spec, context, log=log_a))
-        assert executions(a) == 4  # three runs and the copy
+        assert executions(a) == 3  # the three runs (the host writes the copy)
     assert f"pushed 5 steps to registry cache {cache}" in text(events_a)  # with the base
 
     events_b, log_b = collect()
@@ -73,7 +73,7 @@ def test_machine_b_gets_every_step_from_the_registry_that_machine_a_pushed(
         (context / "src/input").write_text("changed\n")
         events_c, log_c = collect()
         edited = ok(b.build(spec, context, log=log_c))
-        assert executions(b) == 3
+        assert executions(b) == 2  # the two runs after the copy
         assert edited.steps[1].cached and not edited.steps[2].cached
         assert "changed" in output(events_c).decode()
 
