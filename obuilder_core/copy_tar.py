@@ -42,6 +42,7 @@ from obuilder_core.manifest import (
     ManifestError,
     Symlink,
     quote,
+    whole_seconds,
 )
 from obuilder_core.paths import CopyShape
 from obuilder_core.spec.model import NamedUser, UnixUser, User
@@ -317,7 +318,7 @@ class _Sender:
         else:
             with _open_dir(parent_fd, name or ".", entry.path) as fd:
                 if member:
-                    mtime = _mtime(os.fstat(fd))
+                    mtime = whole_seconds(os.fstat(fd))
                     self.sink.directory(member, mtime)
                     self.listing[member] = ("d", "", 0, DIR_MODE, mtime)
                 self.children(fd, entry, member)
@@ -335,13 +336,13 @@ class _Sender:
             raise _changed(entry.path) from None
         if target != entry.target:
             raise _changed(entry.path)
-        record = ("l", target, 0, LINK_MODE, _mtime(st))
+        record = ("l", target, 0, LINK_MODE, whole_seconds(st))
         self.listing[member] = record
         if self.previous.get(member) != record:
             self.sink.symlink(member, target, record[4])
 
     def _file(self, parent_fd: int, name: str, entry: File, member: str) -> None:
-        if member in self.previous and self._unchanged(parent_fd, name, entry, member):
+        if member in self.previous and self._unchanged(entry, member):
             return
         try:
             fd = os.open(name, _FILE_FLAGS, dir_fd=parent_fd)
@@ -351,7 +352,7 @@ class _Sender:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode) or st.st_size != entry.size:
                 raise _changed(entry.path)
-            mtime = _mtime(st)
+            mtime = whole_seconds(st)
             self.listing[member] = ("f", entry.digest, entry.size, entry.mode, mtime)
             self.sink.begin_file(member, entry.mode, mtime, entry.size)
             h = ALGORITHMS[self.algorithm]()
@@ -369,17 +370,12 @@ class _Sender:
         finally:
             os.close(fd)
 
-    def _unchanged(self, parent_fd: int, name: str, entry: File, member: str) -> bool:
-        """Whether the result already holds this file as the source has it now (same digest,
-        size, mode and mtime as the previous copy wrote): then it is listed, not sent. The
-        digest is the manifest's, taken moments ago; an lstat checks that it still stands."""
-        try:
-            st = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
-        except OSError:
-            raise _changed(entry.path) from None
-        if not stat.S_ISREG(st.st_mode) or st.st_size != entry.size:
-            raise _changed(entry.path)
-        record = ("f", entry.digest, entry.size, entry.mode, _mtime(st))
+    def _unchanged(self, entry: File, member: str) -> bool:
+        """Whether the result already holds this file as the source has it (same digest,
+        size, mode and mtime as the previous copy wrote): then it is listed, not sent. All
+        four are the manifest's, taken moments ago: should the file change since, the result
+        still holds the content its key names."""
+        record = ("f", entry.digest, entry.size, entry.mode, entry.mtime)
         if self.previous[member] != record:
             return False
         self.listing[member] = record
@@ -445,10 +441,6 @@ def gnu_header(
 
 def _changed(path: str) -> ManifestError:
     return ManifestError(f"Source file {quote(path)} changed during the copy; try again")
-
-
-def _mtime(st: os.stat_result) -> int:
-    return max(0, int(st.st_mtime))
 
 
 def _join(base: str, name: str) -> str:

@@ -11,7 +11,7 @@ import hashlib
 import os
 import stat
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,12 +47,14 @@ class ManifestError(ObuilderError):
 
 @dataclass(frozen=True)
 class File:
-    """A regular file: `path` relative to the source dir, content digest, size and copy mode."""
+    """A regular file: `path` relative to the source dir, content digest, size and copy mode;
+    `mtime` (`whole_seconds`) as the manifest saw it, which is not part of the copy's key."""
 
     path: str
     digest: str
     size: int
     mode: int
+    mtime: int = field(compare=False)
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,11 @@ def copy_mode(st_mode: int) -> int:
     the same ids. setuid/setgid/sticky are dropped.
     """
     return EXEC_MODE if st_mode & 0o111 else PLAIN_MODE
+
+
+def whole_seconds(st: os.stat_result) -> int:
+    """The mtime of `st` in whole seconds, as a copy writes it (truncated; never negative)."""
+    return max(0, st.st_mtime_ns // 1_000_000_000)
 
 
 def quote(s: str) -> str:
@@ -194,7 +201,7 @@ class _Walker:
             return Symlink(rel, self._readlink(path, rel))
         if stat.S_ISREG(st.st_mode):
             if cached is not None:
-                return File(rel, cached, st.st_size, copy_mode(st.st_mode))
+                return File(rel, cached, st.st_size, copy_mode(st.st_mode), whole_seconds(st))
             return self._file(path, rel)
         if stat.S_ISDIR(st.st_mode):
             return Dir(rel, self._dir_entries(path, rel))
@@ -263,7 +270,7 @@ class _Walker:
         digest, st = self._read_digest(path, rel)
         if self.stat_cache is not None:
             self.stat_cache.put(st, self.algorithm, digest)
-        return File(rel, digest, st.st_size, copy_mode(st.st_mode))
+        return File(rel, digest, st.st_size, copy_mode(st.st_mode), whole_seconds(st))
 
     def _read_digest(self, path: str, rel: str) -> tuple[str, os.stat_result]:
         """Digest the file; retry if it changes while read, so digest and stat agree."""

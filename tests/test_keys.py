@@ -31,9 +31,9 @@ MANIFEST = Manifest(
     Dir(
         "src",
         (
-            File("src/a.txt", "0" * 32, 5, 0o644),
+            File("src/a.txt", "0" * 32, 5, 0o644, 1_600_000_000),
             Symlink("src/link", "a.txt"),
-            Dir("src/sub", (File("src/sub/run.sh", "1" * 32, 9, 0o755),)),
+            Dir("src/sub", (File("src/sub/run.sh", "1" * 32, 9, 0o755, 0),)),
         ),
     ),
     "xxh3_128",
@@ -260,7 +260,7 @@ def _decode_user(u: list[Any]) -> User:
 def _decode_entry(e: list[Any]) -> Entry:
     if e[0] == "file":
         assert len(e) == 5
-        return File(e[1], e[2], e[3], e[4])
+        return File(e[1], e[2], e[3], e[4], 0)  # the mtime is not in the key
     if e[0] == "symlink":
         assert len(e) == 3
         return Symlink(e[1], e[2])

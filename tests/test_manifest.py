@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import sqlite3
@@ -52,8 +53,24 @@ def _error(ctx: Path, src: str) -> str:
 @pytest.mark.parametrize("src", ["file", "./file", "/file", ".//file/."])
 def test_spellings_of_one_file(ctx: Path, src: str) -> None:
     m = generate(ctx, src, [])
-    assert m.root == File("file", xxhash.xxh3_128(b"hello\n").hexdigest(), 6, 0o644)
+    assert m.root == File("file", xxhash.xxh3_128(b"hello\n").hexdigest(), 6, 0o644, mtime=0)
     assert m.algorithm == "xxh3_128"
+
+
+@pytest.mark.parametrize("cached", [False, True], ids=["read", "stat-cached"])
+def test_a_file_keeps_its_mtime_in_whole_seconds_outside_the_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cached: bool
+) -> None:
+    """Truncated, as a tar header holds it (a float would round ...999999999 ns up)."""
+    (tmp_path / "f").write_text("f\n")
+    os.utime(tmp_path / "f", ns=(0, 1_600_000_000_999_999_999))
+    with StatCache(tmp_path / "cache.sqlite", racy_window_ns=0) as cache:
+        m = generate(tmp_path, "f", [], stat_cache=cache)
+        if cached:  # the digest must now come from the stat cache
+            monkeypatch.setattr(manifest, "hash_file", None)
+            m = generate(tmp_path, "f", [], stat_cache=cache)
+    assert isinstance(m.root, File) and m.root.mtime == 1_600_000_000
+    assert m.root == dataclasses.replace(m.root, mtime=0)
 
 
 def test_nested_source_keeps_its_relative_path(ctx: Path) -> None:
@@ -64,7 +81,7 @@ def test_nested_source_keeps_its_relative_path(ctx: Path) -> None:
 def test_whole_context_has_empty_path(tmp_path: Path, src: str) -> None:
     (tmp_path / "x").write_text("x")
     m = generate(tmp_path, src, [])
-    assert m.root == Dir("", (File("x", xxhash.xxh3_128(b"x").hexdigest(), 1, 0o644),))
+    assert m.root == Dir("", (File("x", xxhash.xxh3_128(b"x").hexdigest(), 1, 0o644, mtime=0),))
 
 
 @pytest.mark.parametrize(
@@ -144,7 +161,7 @@ def test_exec_bit_is_in_the_manifest_other_bits_are_not(ctx: Path) -> None:
 
 def test_sha256_can_be_chosen(ctx: Path) -> None:
     m = generate(ctx, "file", [], algorithm="sha256")
-    assert m.root == File("file", hashlib.sha256(b"hello\n").hexdigest(), 6, 0o644)
+    assert m.root == File("file", hashlib.sha256(b"hello\n").hexdigest(), 6, 0o644, mtime=0)
     assert m.algorithm == "sha256"
 
 
