@@ -24,6 +24,7 @@ import os
 import stat
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeGuard
 
 from obuilder_core.copy_tar import DIR_MODE
 from obuilder_core.errors import ObuilderError
@@ -40,7 +41,7 @@ class CopyWriteError(ObuilderError):
     """A member of a copy could not be written into the rootfs (named in the message)."""
 
 
-def writes_on_host(user: User) -> bool:
+def writes_on_host(user: User) -> TypeGuard[UnixUser]:
     """Whether a copy owned by `user` is written by the host (`HostSink`): this process is root
     and the user numeric. (A kernel without openat2 makes `HostSink` raise OSError ENOSYS.)"""
     return isinstance(user, UnixUser) and os.geteuid() == 0

@@ -148,16 +148,15 @@ def copy_files(
     limits: Limits = DEFAULT_LIMITS,
     progress: Progress | None = None,
     edit: Edit | None = None,
-    on_host: bool = True,
 ) -> None:
     """Write the copy into `tmp/rootfs` and save the listing of what it wrote; `progress` gets
     the bytes sent so far after each MiB. With `edit`, `tmp` is a clone of the previous result
     of the copy's family: what that copy wrote and this one does not goes first, and only
     changes are sent.
 
-    The host writes the members itself where it can (copy_host.py; `on_host=False` never),
-    else it streams the copy's tar into the sandbox's unpacker (`tar -xf -` as root, for runc).
-    Either way paths resolve inside the container, so symlinks planted by earlier steps never
+    The host writes the members itself where it can (copy_host.py), else it streams the
+    copy's tar into the sandbox's unpacker (`tar -xf -` as root, for runc). Either way paths
+    resolve inside the container, so symlinks planted by earlier steps never
     lead outside the rootfs (nor do the removals: `in_root`).
     """
     rootfs = tmp / "rootfs"
@@ -169,8 +168,7 @@ def copy_files(
         create, previous = list(edit.create_dirs), edit.previous
     what = _Copy(src_dir, items, dst, shape, create, previous)
     listing = None
-    if on_host and writes_on_host(user):
-        assert isinstance(user, UnixUser)
+    if writes_on_host(user):
         listing = _write_on_host(what, rootfs, user, cancel, limits, progress)
     if listing is None:
         listing = _unpack_in_sandbox(what, rootfs, user, sandbox, write, cancel, limits, progress)
