@@ -18,8 +18,9 @@ import argparse
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
+
+from snapshot import scratch_dir  # bench/ is the script's directory, first on sys.path
 
 REPO = Path(__file__).resolve().parents[1]
 VENV = REPO / ".venv" / "bin"
@@ -56,8 +57,7 @@ def main() -> int:
     oci = REPO / "build" / "busybox-oci"
     build_image = [str(VENV / "python"), str(REPO / "scripts" / "build-busybox-image.py")]
     subprocess.run([*build_image, str(oci)], check=True, stdout=subprocess.DEVNULL)
-    with tempfile.TemporaryDirectory(prefix="obuilder-logmem-") as tmp:
-        work = Path(tmp)
+    with scratch_dir("obuilder-logmem-") as work:
         store = f"rsync:{work / 'store'}"
         obuilder = [str(VENV / "obuilder")]
         subprocess.run(

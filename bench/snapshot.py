@@ -27,9 +27,30 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from obuilder_core.sandbox import state_dir_for
 from obuilder_core.stores import btrfs_ioctl
 from obuilder_core.stores.btrfs import BtrfsStore
 from obuilder_core.stores.btrfs import open_backend as open_btrfs
+
+
+def remove_sandbox_dirs(root: Path) -> None:
+    """Remove the sandbox state dirs (`/run/obuilder/sandbox-*`, tmpfs) of the stores a bench
+    made below `root` (their state dirs: `root/*/state`, `root/*/*/state`), which would pile
+    up until a reboot; one still holding a container is kept."""
+    for state in [*root.glob("*/state"), *root.glob("*/*/state")]:
+        sandbox = state_dir_for(state)
+        if sandbox.is_dir() and not any((sandbox / "runc").glob("*")):
+            shutil.rmtree(sandbox, ignore_errors=True)
+
+
+@contextmanager
+def scratch_dir(prefix: str) -> Iterator[Path]:
+    """A temporary directory for a bench's stores, removed with their sandbox state dirs."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        try:
+            yield Path(tmp)
+        finally:
+            remove_sandbox_dirs(Path(tmp))
 
 
 def sh(*argv: str) -> str:
@@ -52,6 +73,7 @@ def loop_btrfs(size: str = "4G") -> Iterator[Path]:
         mounted = True
         yield mnt
     finally:
+        remove_sandbox_dirs(mnt)
         if mounted and subprocess.run(["umount", str(mnt)], check=False).returncode != 0:
             subprocess.run(["umount", "--lazy", str(mnt)], check=False)
         if loop:
