@@ -49,7 +49,8 @@ def writes_on_host(user: User) -> TypeGuard[UnixUser]:
 
 class HostSink:
     """A `copy_tar.CopySink` writing each member into `rootfs` (see the module docstring).
-    `check` is called before each member (it raises to stop the copy: cancelled, timed out);
+    `check` is called before each member and each chunk of a file's data (it raises to stop
+    the copy: cancelled, timed out);
     `counter` counts the file data written. Use as a context manager: it closes its fds."""
 
     def __init__(
@@ -126,6 +127,7 @@ class HostSink:
         self._file = (fd, member, mode, mtime)
 
     def data(self, chunk: bytes) -> None:
+        self._check()  # a large file is checked every chunk (1 MiB), not only before it
         assert self._file is not None
         fd, member = self._file[:2]
         view = memoryview(chunk)

@@ -245,6 +245,29 @@ def test_a_cancelled_copy_stops(tmp_path: Path) -> None:
     assert not (tmp / "rootfs" / "app").exists()
 
 
+def test_a_large_file_is_stopped_between_its_chunks(tmp_path: Path) -> None:
+    """Cancelling or the time limit stop the copy within a chunk (1 MiB) of a large file, as
+    they stop a container's tar within about a second, not after the whole file."""
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "big").write_bytes(os.urandom(5 << 20))
+    rootfs = tmp_path / "rootfs"
+    rootfs.mkdir()
+    written = ByteCounter(None)
+    checks = []
+
+    def check() -> None:
+        checks.append(written.total)
+        if written.total >= 2 << 20:
+            raise Cancelled(("copy", "/"))
+
+    items = [generate(ctx, "big", [])]
+    with pytest.raises(Cancelled), HostSink(rootfs, USER, check, written) as sink:
+        send_copy(sink, ctx, items, "/", CopyShape.MULTI)
+    assert written.total == 2 << 20  # two chunks of five
+    assert checks == [0, 0, 1 << 20, 2 << 20]  # the member, then before each chunk
+
+
 def test_the_time_limit_is_checked_before_each_member() -> None:
     now = [100.0]
     check = deadline_check(
