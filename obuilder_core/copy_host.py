@@ -50,8 +50,8 @@ def writes_on_host(user: User) -> TypeGuard[UnixUser]:
 class HostSink:
     """A `copy_tar.CopySink` writing each member into `rootfs` (see the module docstring).
     `check` is called before each member and each chunk of a file's data (it raises to stop
-    the copy: cancelled, timed out);
-    `counter` counts the file data written. Use as a context manager: it closes its fds."""
+    the copy: cancelled, timed out); `counter` counts the file data written. Use as a context
+    manager: it closes its fds."""
 
     def __init__(
         self, rootfs: Path, user: UnixUser, check: Callable[[], None], counter: ByteCounter
@@ -67,7 +67,7 @@ class HostSink:
         except OSError:
             os.close(root)
             raise
-        self._made: list[tuple[int, int]] = []  # (fd, mtime) of directory members, set last
+        self._made: list[tuple[int, str, int]] = []  # (fd, member, mtime): directories, set last
         self._file: tuple[int, str, int, int] | None = None  # fd, member, mode, mtime
 
     def __enter__(self) -> HostSink:
@@ -96,7 +96,7 @@ class HostSink:
         except OSError as e:
             raise self._error(member, e) from None
         self._dirs[member] = fd
-        self._made.append((fd, mtime))
+        self._made.append((fd, member, mtime))
 
     def symlink(self, member: str, target: str, mtime: int) -> None:
         self._check()
@@ -143,22 +143,24 @@ class HostSink:
         fd, member, mode, mtime = self._file
         self._file = None
         try:
+            self._set_meta(fd, member, mode, mtime)
+        finally:
+            os.close(fd)
+
+    def finish(self) -> None:
+        """Give each directory member its owner, mode and mtime, now that it is filled."""
+        for fd, member, mtime in self._made:
+            self._set_meta(fd, member, DIR_MODE, mtime)
+
+    def _set_meta(self, fd: int, member: str, mode: int, mtime: int) -> None:
+        """The stream's owner, `mode` and `mtime` (atime the same) for open member `fd`."""
+        try:
             os.fchown(fd, self._uid, self._gid)
             os.fchmod(fd, mode)  # after chown, which clears setuid bits
             ns = mtime * 1_000_000_000
             os.utime(fd, ns=(ns, ns))
         except OSError as e:
             raise self._error(member, e) from None
-        finally:
-            os.close(fd)
-
-    def finish(self) -> None:
-        """Give each directory member its owner, mode and mtime, now that it is filled."""
-        for fd, mtime in self._made:
-            os.fchown(fd, self._uid, self._gid)
-            os.fchmod(fd, DIR_MODE)
-            ns = mtime * 1_000_000_000
-            os.utime(fd, ns=(ns, ns))
 
     def _parent(self, member: str) -> tuple[int, str]:
         """(fd of the directory holding `member`, its last component)."""

@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import errno
 import logging
+import math
 import os
 import shlex
 import threading
@@ -237,15 +238,17 @@ def deadline_check(
     limits: Limits,
     clock: Callable[[], float] = time.monotonic,
 ) -> Callable[[], None]:
-    """A check the host's copy makes before each member: Cancelled once `cancel` is set,
-    TimedOut once the step has run longer than `limits.timeout` (as the sandbox would)."""
+    """The check the host's copy makes before each member and MiB of data: Cancelled once
+    `cancel` is set, TimedOut once the step has run longer than `limits.timeout` (as the
+    sandbox would)."""
     timeout = limits.timeout
-    deadline = None if timeout is None else clock() + timeout
+    deadline = math.inf if timeout is None else clock() + timeout
 
     def check() -> None:
         if cancel.is_set():
             raise Cancelled(argv)
-        if timeout is not None and deadline is not None and clock() > deadline:
+        if clock() > deadline:
+            assert timeout is not None  # the deadline is finite
             raise TimedOut(argv, timeout)
 
     return check
