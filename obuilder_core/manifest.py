@@ -211,12 +211,18 @@ class _Walker:
         children = self._children(path, rel)
         # One stat cache query per directory rather than one per file.
         digests = self._cached([st for _, st in children if stat.S_ISREG(st.st_mode)])
-        return tuple(
-            self.entry(
-                os.path.join(path, name), _join(rel, name), st, digests.get((st.st_dev, st.st_ino))
-            )
-            for name, st in children
-        )
+        prefix = f"{rel}/" if rel else ""
+        entries: list[Entry] = []
+        for name, st in children:
+            digest = digests.get((st.st_dev, st.st_ino))
+            if digest is not None and stat.S_ISREG(st.st_mode):
+                # A file the stat cache knows, by far the commonest entry of a rebuild: made
+                # here, without its host path or a call per entry (a quarter of the walk).
+                mode, mtime = copy_mode(st.st_mode), whole_seconds(st)
+                entries.append(File(prefix + name, digest, st.st_size, mode, mtime))
+            else:
+                entries.append(self.entry(os.path.join(path, name), prefix + name, st, digest))
+        return tuple(entries)
 
     def _cached(self, stats: list[os.stat_result]) -> dict[tuple[int, int], str]:
         if self.stat_cache is None or not stats:

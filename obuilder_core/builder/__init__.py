@@ -13,8 +13,9 @@ sandbox (about 200 ms of imports).
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from obuilder_core.lazy import lazy_getattr
 
 # Each name of __all__ -> the module defining it.
 _EXPORTS = {
@@ -81,15 +82,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    try:
-        module = _EXPORTS[name]
-    except KeyError:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # the next lookup does not come here
-    return value
-
+__getattr__ = lazy_getattr(globals(), _EXPORTS)
 
 if TYPE_CHECKING:  # the same names, for the type checker
     from obuilder_core.builder.builder import Builder, Pruned

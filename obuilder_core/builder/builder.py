@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import os
 import sys
@@ -31,7 +32,7 @@ from obuilder_core.builder.step_runner import StepRunner
 from obuilder_core.builder.steps import fetch_base, read_image_config
 from obuilder_core.builder.usage import Usage, store_line
 from obuilder_core.errors import ObuilderError
-from obuilder_core.images import ImageInfo, ImageSource, LocalImages, default_sources
+from obuilder_core.images import ImageSource, default_sources
 from obuilder_core.index import Index
 from obuilder_core.keys import BaseKey, CopyKey, run_key, scratch_id
 from obuilder_core.log import Emit
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
     import pluggy
 
     from obuilder_core.builder.export import Exported
+    from obuilder_core.images import ImageInfo, LocalImages
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +81,7 @@ class Builder:
         self,
         store: Store,
         sandbox: Sandbox,
-        sources: list[ImageSource],
+        sources: Sequence[ImageSource] | Callable[[], Sequence[ImageSource]],
         *,
         limits: Limits = DEFAULT_LIMITS,
         plugins: pluggy.PluginManager | None = None,
@@ -91,9 +93,12 @@ class Builder:
         `plugins`: whose build events to call (default: `default_plugins()`); `location`:
         the store as the user named it, `KIND:ARG` (default: its kind and root);
         `cache_from`: remote caches to ask on a local miss, in order; `cache_to`: the remote
-        cache every step a build gets is pushed to (builder/remote_steps.py)."""
+        cache every step a build gets is pushed to (builder/remote_steps.py); `sources`: where
+        base images come from, or how to make that list when a base image is first missing (a
+        build whose base is cached needs none of them, nor their modules)."""
         self.location = location or f"{store.kind}:{store.state_dir().parent}"
-        self.sources = sources
+        self._sources = sources
+        self._sources_lock = threading.Lock()
         self.limits = limits
         state = store.state_dir()
         self.index = Index(store)
@@ -112,6 +117,14 @@ class Builder:
     @store.setter
     def store(self, store: Store) -> None:
         self._steps.store = store
+
+    @property
+    def sources(self) -> Sequence[ImageSource]:
+        """The image sources, in the order they are asked for a base image."""
+        with self._sources_lock:
+            if callable(self._sources):
+                self._sources = self._sources()
+            return self._sources
 
     @property
     def sandbox(self) -> Sandbox:
@@ -161,13 +174,16 @@ class Builder:
         except SandboxError as e:
             sandbox = UnavailableSandbox(str(e))
         opened.sweep()
-        sources = default_sources(
-            state / "images", mirror=registry_mirror, allow_http=insecure_registry, plugins=plugins
-        )
         return cls(
             opened,
             sandbox,
-            sources,
+            functools.partial(
+                default_sources,
+                state / "images",
+                mirror=registry_mirror,
+                allow_http=insecure_registry,
+                plugins=plugins,
+            ),
             limits=limits,
             plugins=plugins,
             location=location,
@@ -272,6 +288,8 @@ class Builder:
         return self._local_images().ls()
 
     def _local_images(self) -> LocalImages:
+        from obuilder_core.images import LocalImages
+
         return LocalImages(self.store.state_dir() / "images")
 
     def caches(self) -> list[tuple[str, float]]:
@@ -446,14 +464,14 @@ class Builder:
     def _base(self, image: str, client: Client, held: contextlib.ExitStack) -> str:
         material = keys.material(BaseKey(image))
         id = keys.material_id(material)
-        sources, store = self.sources, self.location
+        store = self.location
         self._steps.get(
             id,
             None,
             client,
             held,
             fresh=False,
-            fill=lambda tmp, w, _c: fetch_base(tmp, image, w, sources, store, client.progress),
+            fill=lambda tmp, w, _c: fetch_base(tmp, image, w, self.sources, store, client.progress),
             material=material,
         )
         if client.dry_run and not self._steps.has(id):

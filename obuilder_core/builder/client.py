@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from obuilder_core.builder.result import BuildFailure, LogEvent, StepRecord
 from obuilder_core.errors import ObuilderError
 from obuilder_core.log import Tail
 from obuilder_core.sandbox import DEFAULT_LIMITS, Limits
 from obuilder_core.spec.model import Pos
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 
 class StepFailure(ObuilderError):

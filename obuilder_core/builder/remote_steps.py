@@ -16,15 +16,18 @@ import logging
 import tempfile
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from obuilder_core.errors import ObuilderError
 from obuilder_core.index import Index
 from obuilder_core.log import Emit, replay
 from obuilder_core.remote.base import Pulled, RemoteCache, RemoteError, RemoteUnreachable
 from obuilder_core.stores import Store
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
 
 logger = logging.getLogger(__name__)
 
@@ -125,6 +128,8 @@ class RemoteSteps:
         `--cache-to` cache. The future's result: True if sent, False if already there."""
         if self.cache_to is None:
             return None
+        from concurrent.futures import Future, ThreadPoolExecutor  # only with --cache-to
+
         with self._lock:
             future = self._pushes.get(id)
             if future is not None and future.done() and future.exception() is None:

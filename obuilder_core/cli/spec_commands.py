@@ -20,7 +20,6 @@ from obuilder_core.cli import (
     read_input_file,
 )
 from obuilder_core.spec import check_spec, format_spec, parse_spec
-from obuilder_core.spec.docker import dockerfile
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +75,8 @@ def cmd_dockerfile(args: argparse.Namespace) -> int:
     As OBuilder's command (`print_endline` of the converted text), the output ends with an
     empty line.
     """
+    from obuilder_core.spec.docker import dockerfile  # not loaded by the other commands
+
     spec = parse_spec(read_input_file(args.spec), args.spec)
     sys.stdout.write(dockerfile(spec, buildkit=args.buildkit, escape=args.escape) + "\n")
     return EXIT_OK

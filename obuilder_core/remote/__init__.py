@@ -4,8 +4,19 @@ The backend (`registry_cache.RegistryCache`) is imported only where one is used:
 without `--cache-from`/`--cache-to` loads no HTTP client.
 """
 
+from typing import TYPE_CHECKING
+
+from obuilder_core.lazy import lazy_getattr
 from obuilder_core.remote.base import Pulled, RemoteCache, RemoteError, RemoteUnreachable
-from obuilder_core.remote.ref import CacheRef, parse_cache_ref
+
+# Parsing a cache reference is needed only where one is given.
+__getattr__ = lazy_getattr(
+    globals(),
+    {"CacheRef": "obuilder_core.remote.ref", "parse_cache_ref": "obuilder_core.remote.ref"},
+)
+
+if TYPE_CHECKING:
+    from obuilder_core.remote.ref import CacheRef, parse_cache_ref
 
 __all__ = [
     "CacheRef",

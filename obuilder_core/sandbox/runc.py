@@ -19,7 +19,6 @@ import hashlib
 import json
 import logging
 import os
-import platform
 import re
 import resource
 import secrets
@@ -110,7 +109,7 @@ class RuncSandbox(PosixRules):
         self.bundles = state_dir / "bundles"
         for d in (state_dir, self.runc_root, self.bundles):
             d.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self._machine = platform.machine()
+        self._machine = os.uname().machine  # platform.machine(), without importing platform
         hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
         self._nofile_hard = NOFILE_CAP if hard == resource.RLIM_INFINITY else hard
         self._swap_accounting = swap_accounting()

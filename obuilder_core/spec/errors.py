@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 
 from obuilder_core.errors import ObuilderError
@@ -52,6 +51,8 @@ def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
     same_case = [c for c in pool if c.lower() == word.lower() and c != word]
     if same_case:
         return f"did you mean {same_case[0]}?"
+    import difflib  # only for a misspelt word: not every parse needs it
+
     close = difflib.get_close_matches(word, pool, n=3, cutoff=0.6)
     if not close:
         return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import subprocess
 import sys
+from pathlib import Path
 
 import obuilder_core.builder as builder
 from tests.fixtures.cli import REPO
@@ -27,3 +28,35 @@ def test_commands_that_build_nothing_do_not_import_the_builder() -> None:
         proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr
         assert proc.stderr.endswith("False\n"), (argv, proc.stderr)
+
+
+# What a build whose steps are all cached has no use for: the image sources (and the registry
+# client behind them), the Dockerfile converter, the remote-cache machinery.
+FOR_A_MISS = (
+    "concurrent.futures",
+    "http.client",
+    "obuilder_core.images.docker",
+    "obuilder_core.images.local",
+    "obuilder_core.images.registry",
+    "obuilder_core.remote.ref",
+    "obuilder_core.remote.registry_cache",
+    "obuilder_core.spec.docker",
+)
+
+
+def test_a_cached_build_does_not_import_what_only_a_miss_needs(
+    busybox_store: str, tmp_path: Path
+) -> None:
+    # Each costs every command-line build its import (docs/performance.md).
+    spec = tmp_path / "base.spec"
+    spec.write_text("((from busybox))")
+    argv = ["build", "-f", str(spec), str(tmp_path), f"--store={busybox_store}"]
+    code = (
+        "import sys; from obuilder_core.cli import main; status = main(sys.argv[1:]); "
+        f"print(status, [m for m in {FOR_A_MISS!r} if m in sys.modules], file=sys.stderr)"
+    )
+    for _ in range(2):  # the first build fetches the base image, which needs some of them
+        proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "using the base image from the cache" in proc.stdout
+    assert proc.stderr.splitlines()[-1] == "0 []"
