@@ -132,13 +132,16 @@ class StepRunner:
             edit = None
             if isinstance(plan, CopyPlan) and parent is not None and not fresh:
                 edit = self._edit(plan, parent, held)
-            if edit is not None:
-                base = ocaml_string(edit.base)
-                client.event("note", f"---> copying onto {base}, the last result of this copy")
             fill = fill or self.fill(plan, progress=client.progress, edit=edit)  # type: ignore[arg-type]
             family = plan.family if isinstance(plan, CopyPlan) and not fresh else None
-            execute = self._executor(id, parent, fill, remote=not fresh, edit=edit, family=family)
+            onto: list[str] = []
+            execute = self._executor(
+                id, parent, fill, remote=not fresh, edit=edit, family=family, built_onto=onto
+            )
             outcome = self._once(id, execute, client)
+            if onto:  # said after the fact: the step may have come from another client or cache
+                base = ocaml_string(onto[0])
+                client.event("note", f"---> copied onto {base}, the last result of this copy")
             if outcome.kind == "saved" and self.remote.pulled_from(id):
                 outcome = Outcome("pulled", self.remote.pulled_from(id) or "")
         with self._lock:
@@ -291,16 +294,20 @@ class StepRunner:
         remote: bool,
         edit: Edit | None = None,
         family: str | None = None,
+        built_onto: list[str] | None = None,
     ) -> Execute:
         """Execute the step (or pull it from a `--cache-from` cache, if `remote`) and index it.
-        The build starts from a clone of `edit.base`, if given, else of `parent`; a copy of
-        `family` built here is remembered as the family's latest."""
+        The build starts from a clone of `edit.base`, if given, else of `parent` (and then
+        appends `edit.base` to `built_onto`); a copy of `family` built here is remembered as
+        the family's latest."""
 
         def execute(write: Emit, cancel: threading.Event) -> None:
             built = False
             if not (remote and self.remote.pull(id, parent, write)):
                 self._build(id, edit.base if edit else parent, fill, write, cancel)
                 built = True
+                if edit is not None and built_onto is not None:
+                    built_onto.append(edit.base)
             try:
                 self.index.add(id, parent)
                 if built and family is not None:

@@ -102,3 +102,22 @@ def test_clients_asking_for_a_step_being_pulled_share_one_pull(
         results = list(pool.map(lambda _: ok(c.build(spec, context)), range(4)))
     assert {r.id for r in results} == {built.id}
     assert sorted(gets) == sorted(set(gets)) and len(gets) == len(built.steps)
+
+
+def test_a_copy_pulled_from_the_cache_is_not_said_to_be_copied_onto_an_earlier_one(
+    registry: RunningRegistry, busybox_oci: Path, context: Path, tmp_path: Path
+) -> None:
+    """B made the first version of a copy itself, so the second would start from it; but A
+    pushed the second meanwhile: B pulls it, and says so, not that it copied anything."""
+    cache = f"{registry.host}/two-machines/pulled-copy"
+    spec = parse_spec("((from busybox) (copy (src src) (dst /src)))", "copy.spec")
+    with machine(tmp_path / "b", busybox_oci, cache_from=[cache]) as b:
+        ok(b.build(spec, context))  # the cache is empty: B copies
+        (context / "src/input").write_text("changed\n")
+        with machine(tmp_path / "a", busybox_oci, cache_to=cache) as a:
+            ok(a.build(spec, context))
+        events, log = collect()
+        ok(b.build(spec, context, log=log))
+    shown = text(events)
+    assert f"from registry cache {cache}" in shown
+    assert "the last result of this copy" not in shown
