@@ -217,7 +217,7 @@ class _Walker:
             digest = digests.get((st.st_dev, st.st_ino))
             if digest is not None and stat.S_ISREG(st.st_mode):
                 # A file the stat cache knows, by far the commonest entry of a rebuild: made
-                # here, without its host path or a call per entry (a quarter of the walk).
+                # here, without its host path or a call per entry (a fifth of the walk).
                 mode, mtime = copy_mode(st.st_mode), whole_seconds(st)
                 entries.append(File(prefix + name, digest, st.st_size, mode, mtime))
             else:

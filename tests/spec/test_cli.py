@@ -230,7 +230,7 @@ def test_keyboard_interrupt_exits_130_quietly(capsys, monkeypatch, example: Path
     def interrupted(*args: object, **kwargs: object) -> str:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("obuilder_core.cli.spec_commands.dockerfile", interrupted)
+    monkeypatch.setattr("obuilder_core.spec.docker.dockerfile", interrupted)
     assert run(capsys, "dockerfile", "-f", str(example)) == (130, "", "")
 
 
