@@ -470,6 +470,16 @@ class _Parser:
                     )
                 )
         exclude = self.attempt(self.atoms, fields["exclude"]) if "exclude" in fields else ()
+        for i, path in enumerate(src or ()):
+            # The build would stop at this copy (the manifest refuses it): say so, and where.
+            if ".." in path.split("/"):
+                self.errors.append(
+                    SpecError(
+                        f'Can\'t use .. in source paths! (in "{escape(path)}")',
+                        fields["src"].items[i + 1].pos,
+                        "a copy reads only what is inside its source directory",
+                    )
+                )
         if isinstance(source, FromBuild) and source.name not in scope:
             self.errors.append(unknown_build_error(source.name, scope, form, form.pos))
         if len(self.errors) > before or source is None or src is None or dst is None:

@@ -170,13 +170,13 @@ def _field(usage: str, name: str) -> int:
 def open_backend(arg: str) -> BtrfsStore:
     """Open (creating if needed) the btrfs store at directory `arg`, which must be on btrfs."""
     root = Path(arg).absolute()
+    kind = fs_type(root)  # first: a store that cannot be opened creates and changes nothing
+    if kind != "btrfs":
+        raise StoreError(f"btrfs:{arg}: {root} is not on a btrfs filesystem (it is {kind})")
     try:
         seal_root(root)
     except OSError as e:
         raise StoreError(f"btrfs:{arg}: cannot create store directory: {e.strerror}") from None
-    kind = fs_type(root)
-    if kind != "btrfs":
-        raise StoreError(f"btrfs:{arg}: {root} is not on a btrfs filesystem (it is {kind})")
     try:
         return BtrfsStore(root)
     except OSError as e:

@@ -3,6 +3,7 @@ removing trees (even read-only ones)."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
@@ -37,16 +38,30 @@ PRIVATE_MODE = 0o700
 logs may hold anything a step printed; no other local user may reach either."""
 
 
+STORE_MARKERS = frozenset({"state", "kind"})
+"""Entries that make a directory a store: every backend's `state/`, an `auto:` root's `kind`."""
+
+
 def seal_root(root: Path) -> None:
     """Create directory `root` (and its parents) with mode 0700, or make an existing one 0700.
 
-    A root that other users could enter (OBuilder's README asks users to `chmod go-rwx` it) is
-    tightened with a warning rather than refused, so upgrading keeps a store usable.
-    Raises OSError if `root` cannot be created or changed.
+    An existing root that other users could enter is tightened with a warning if it is empty
+    or already a store (OBuilder's README asks users to `chmod go-rwx` it: upgrading keeps a
+    store usable). One that holds anything else is refused and left as it is: a directory
+    named by mistake (`/tmp`, a home directory) must not lose its mode. Raises OSError if
+    `root` cannot be created or changed, or is refused (its `strerror` then says why).
     """
     root.mkdir(mode=PRIVATE_MODE, parents=True, exist_ok=True)
     mode = stat.S_IMODE(os.stat(root).st_mode)
     if mode & 0o077:
+        entries = set(os.listdir(root))
+        if entries and not entries & STORE_MARKERS:
+            raise PermissionError(
+                errno.EPERM,
+                f"{root} holds other files and is open to other users (mode {mode:04o}); a "
+                "store needs a directory of its own: name a new or empty one, or make this "
+                "one private (chmod 700)",
+            )
         os.chmod(root, PRIVATE_MODE)
         log.warning(
             "store %s was mode %04o, open to other users; it is now %04o", root, mode, PRIVATE_MODE

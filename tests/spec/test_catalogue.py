@@ -169,6 +169,13 @@ CATALOGUE = [
         "e.g. (copy (src main.c Makefile) (dst /src/))",
     ),
     (
+        # The reference stops the build at this copy (§2.7); the parser says so, and where.
+        "copy-src-dotdot",
+        "((from a)\n (copy (src ok a/../b) (dst /x)))",
+        "example.spec:2:16: Can't use .. in source paths! (in \"a/../b\"); "
+        "a copy reads only what is inside its source directory",
+    ),
+    (
         "copy-dst-two-atoms",
         "((from a)\n (copy (src a) (dst b c)))",
         'example.spec:2:16: (dst b c): expected exactly one destination PATH; quote it: (dst "b c")',  # noqa: E501

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from obuilder_core.index import Index
-from obuilder_core.stores import open_store
+from obuilder_core.stores import StoreError, open_store
+from obuilder_core.stores.disk import fs_type
 from obuilder_core.stores.overlayfs import mounts_under
 from tests.fixtures.root import as_nobody, require_root, require_tool
 from tests.stores.helpers import store_area
@@ -64,6 +65,36 @@ def test_a_store_root_open_to_others_is_tightened_with_a_warning(
     with caplog.at_level(logging.WARNING, logger="obuilder_core"):
         open_store(f"rsync:{root}")  # already private: nothing to say
     assert caplog.text == ""
+
+
+@pytest.mark.parametrize("kind", ["rsync", "overlayfs", "auto"])
+def test_a_directory_holding_other_files_is_refused_and_left_as_it_was(
+    tmp_path: Path, kind: str
+) -> None:
+    # e.g. `--store=rsync:/tmp` by mistake: /tmp must not become 0700 (nor hold a store).
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "someone-elses-file").write_text("x\n")
+    os.chmod(shared, 0o1777)
+    with pytest.raises(StoreError) as refused:
+        open_store(f"{kind}:{shared}")
+    why = f"{shared} holds other files and is open to other users (mode 1777)"
+    assert why in str(refused.value)
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o1777
+    assert sorted(p.name for p in shared.iterdir()) == ["someone-elses-file"]
+    os.chmod(shared, 0o700)  # made private by its owner: then it may hold a store
+    open_store(f"{kind}:{shared}")
+
+
+def test_a_btrfs_store_on_another_filesystem_creates_and_changes_nothing(tmp_path: Path) -> None:
+    if fs_type(tmp_path) == "btrfs":
+        pytest.skip("the temporary directory is on btrfs")
+    os.chmod(tmp_path, 0o755)
+    for root in (tmp_path, tmp_path / "new" / "store"):
+        with pytest.raises(StoreError, match="is not on a btrfs filesystem"):
+            open_store(f"btrfs:{root}")
+    assert stat.S_IMODE(tmp_path.stat().st_mode) == 0o755
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_new_store_and_its_auto_parent_are_private(tmp_path: Path) -> None:
