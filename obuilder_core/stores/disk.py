@@ -46,15 +46,16 @@ def seal_root(root: Path) -> None:
     """Create directory `root` (and its parents) with mode 0700, or make an existing one 0700.
 
     An existing root that other users could enter is tightened with a warning if it is empty
-    or already a store (OBuilder's README asks users to `chmod go-rwx` it: upgrading keeps a
-    store usable). One that holds anything else is refused and left as it is: a directory
-    named by mistake (`/tmp`, a home directory) must not lose its mode. Raises OSError if
-    `root` cannot be created or changed, or is refused (its `strerror` then says why).
+    (a fresh filesystem's `lost+found` aside) or already a store (OBuilder's README asks
+    users to `chmod go-rwx` it: upgrading keeps a store usable). One that holds anything else
+    is refused and left as it is: a directory named by mistake (`/tmp`, a home directory)
+    must not lose its mode. Raises OSError if `root` cannot be created or changed, or is
+    refused (its `strerror` then says why).
     """
     root.mkdir(mode=PRIVATE_MODE, parents=True, exist_ok=True)
     mode = stat.S_IMODE(os.stat(root).st_mode)
     if mode & 0o077:
-        entries = set(os.listdir(root))
+        entries = set(os.listdir(root)) - {"lost+found"}  # a fresh ext4 filesystem's root
         if entries and not entries & STORE_MARKERS:
             raise PermissionError(
                 errno.EPERM,

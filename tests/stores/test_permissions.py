@@ -86,6 +86,14 @@ def test_a_directory_holding_other_files_is_refused_and_left_as_it_was(
     open_store(f"{kind}:{shared}")
 
 
+def test_the_root_of_a_fresh_filesystem_is_tightened(tmp_path: Path) -> None:
+    root = tmp_path / "mnt"
+    (root / "lost+found").mkdir(parents=True)  # what mkfs.ext4 leaves there
+    os.chmod(root, 0o755)
+    open_store(f"rsync:{root}")
+    assert stat.S_IMODE(root.stat().st_mode) == 0o700
+
+
 def test_a_btrfs_store_on_another_filesystem_creates_and_changes_nothing(tmp_path: Path) -> None:
     if fs_type(tmp_path) == "btrfs":
         pytest.skip("the temporary directory is on btrfs")
