@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import stat
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from typing import BinaryIO
 from obuilder_core.log import Emit
 from obuilder_core.process import run_cmd
 from obuilder_core.sandbox.base import RunConfig, Sandbox
+from obuilder_core.sandbox.errors import SandboxError
 from obuilder_core.sandbox.limits import Limits
 from obuilder_core.spec.model import User
 
@@ -46,12 +48,32 @@ def disorderfs_missing() -> str | None:
     return None
 
 
+TMP_CANDIDATES = ("/tmp", "/var/tmp", "/dev/shm")
+"""Where a view's directory goes when the temporary directory is private (pam_tmpdir's
+/tmp/user/0, a TMPDIR of 0700)."""
+
+
+def searchable_tmpdir() -> str:
+    """A temporary directory that every user can reach (every directory down to it has the
+    other-users search bit): disorderfs reaches files by path with the caller's uid, so a
+    step run as uid 1000 would otherwise get "permission denied" for /bin/sh."""
+    for candidate in (tempfile.gettempdir(), *TMP_CANDIDATES):
+        path = Path(candidate).resolve()
+        try:
+            if all(p.stat().st_mode & stat.S_IXOTH for p in (path, *path.parents)):
+                return str(path)
+        except OSError:
+            continue
+    tried = ", ".join((tempfile.gettempdir(), *TMP_CANDIDATES))
+    raise SandboxError(f"fileorder: no temporary directory every user can reach (tried {tried})")
+
+
 @contextlib.contextmanager
 def disordered(rootfs: Path) -> Iterator[Path]:
     """`rootfs` mounted through disorderfs (entries listed in reverse order) at a temporary
     mount point, which is yielded; writes land in `rootfs`. Unmounted (lazily if busy) and
     removed on exit, however the body ends."""
-    base = Path(tempfile.mkdtemp(prefix="obuilder-disorderfs-"))
+    base = Path(tempfile.mkdtemp(prefix="obuilder-disorderfs-", dir=searchable_tmpdir()))
     source, view = base / "rootfs", base / "view"
     try:
         # disorderfs reaches files by path with the caller's uid, so every directory above the

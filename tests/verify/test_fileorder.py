@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -96,6 +97,20 @@ def test_owners_modes_and_hard_links_survive_the_view(
     result = check(verify_builder, context, MAKE_DIR, op, user_op)
     assert result.exit_code == 0, format_report(result)
     assert result.checked == 3
+
+
+@pytest.mark.usefixtures("no_leftover_mounts")
+def test_a_private_temporary_directory_does_not_fail_a_step_run_as_a_user(
+    verify_builder: Builder, context: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # pam_tmpdir gives root TMPDIR=/tmp/user/0, mode 0700 (as pytest's tmp_path is): a view
+    # made below it would deny uid 1000 its /bin/sh, disorderfs using the caller's uid.
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    user_op = '(user (uid 1000) (gid 1000)) (run (shell "cat /somedir/a > /dev/null"))'
+    result = check(verify_builder, context, MAKE_DIR, user_op)
+    assert result.exit_code == 0, format_report(result)
+    assert result.checked == 2
 
 
 @pytest.mark.usefixtures("no_leftover_mounts")
