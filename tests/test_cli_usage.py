@@ -24,6 +24,8 @@ BAD = [
     (["clean", "--keep-free", "200"], "argument --keep-free: invalid percentage '200'"),
     (["image"], "the following arguments are required: COMMAND; see obuilder image --help"),
     (["image", "import"], "the following arguments are required: NAME, SOURCE"),
+    (["image", "import", "Busy Box", "x"], "argument NAME: invalid image name 'Busy Box'"),
+    (["image", "ls", "--store", "nowhere"], "argument --store: invalid store"),
     (["fmt", "--check", "--write", "x"], "argument -w/--write: not allowed with argument --check"),
     (["dockerfile"], "the following arguments are required: -f/--file"),
 ]

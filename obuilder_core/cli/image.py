@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from obuilder_core.cli.build_commands import _store_option, checked_arg
+
 
 def register(subparsers: Any) -> None:
     """Add the `image` command (with `import` and `ls`) to the CLI's subparsers."""
@@ -20,29 +22,31 @@ def register(subparsers: Any) -> None:
         " a `docker save` archive or a plain rootfs tarball (optionally compressed)."
         " Re-importing a name replaces the image.",
     )
-    imp.add_argument("name", metavar="NAME", help="image name, e.g. busybox or debian:12")
+    imp.add_argument(
+        "name", metavar="NAME", type=_image_name, help="image name, e.g. busybox or debian:12"
+    )
     imp.add_argument("source", metavar="SOURCE", type=Path, help="file or directory to import")
-    _store_option(imp)
+    _options(imp)
     imp.set_defaults(func=import_command)
 
     ls = sub.add_parser("ls", help="list local images", description="List the local images.")
-    _store_option(ls)
+    _options(ls)
     ls.set_defaults(func=ls_command)
 
 
-def _store_option(parser: argparse.ArgumentParser) -> None:
-    from obuilder_core.builder import default_store_spec
-
+def _options(parser: argparse.ArgumentParser) -> None:
     # Like the top-level subcommands, accept -v after the sub-subcommand too.
     parser.add_argument(
         "-v", "--verbose", action="count", default=argparse.SUPPRESS, help=argparse.SUPPRESS
     )
-    parser.add_argument(
-        "--store",
-        metavar="KIND:ARG",
-        default=None,
-        help=f"store whose images to use (default: {default_store_spec()})",
-    )
+    _store_option(parser)
+
+
+def _image_name(text: str) -> str:
+    """An argparse `type`: a bad NAME is a usage error, found before the store is opened."""
+    from obuilder_core.images.ref import parse_ref
+
+    return checked_arg(parse_ref)(text)
 
 
 def import_command(args: argparse.Namespace) -> int:
