@@ -126,6 +126,11 @@ class Builder:
                 self._sources = self._sources()
             return self._sources
 
+    @sources.setter
+    def sources(self, sources: Sequence[ImageSource]) -> None:
+        with self._sources_lock:
+            self._sources = sources
+
     @property
     def sandbox(self) -> Sandbox:
         return self._steps.sandbox

@@ -232,3 +232,27 @@ def test_healthcheck_gives_up_after_its_timeout(tmp_path: Path) -> None:
         assert builder.in_progress() == []
     finally:
         builder.close()
+
+
+def test_image_sources_are_made_on_the_first_missing_base_and_can_be_replaced(
+    tmp_path: Path,
+) -> None:
+    require_tool("rsync")
+    made: list[int] = []
+
+    def sources() -> list[ScriptedImages]:
+        made.append(1)
+        return [ScriptedImages()]
+
+    # As Builder.open gives them: a build whose base is cached needs no image source.
+    store = open_store(f"rsync:{tmp_path / 'store'}")
+    builder = Builder(store, ScriptedSandbox(), sources)  # type: ignore[arg-type]
+    try:
+        spec = parse_spec("((from img))", "t.spec")
+        assert builder.build(spec, tmp_path).failure is None
+        assert builder.build(spec, tmp_path).failure is None  # cached: no source asked
+        assert made == [1]
+        builder.sources = [ScriptedImages(("other",))]  # type: ignore[list-item]
+        assert builder.build(parse_spec("((from other))", "t.spec"), tmp_path).failure is None
+    finally:
+        builder.close()
