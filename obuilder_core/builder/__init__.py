@@ -34,6 +34,7 @@ _EXPORTS = {
     "human_size": "obuilder_core.builder.usage",
     "ObuilderError": "obuilder_core.errors",
     "ImageInfo": "obuilder_core.images",
+    "parse_image_ref": "obuilder_core.images.ref",
     "Tail": "obuilder_core.log",
     "parse_cache_ref": "obuilder_core.remote.ref",
     "HOST_NETWORK": "obuilder_core.sandbox.base",
@@ -75,6 +76,7 @@ __all__ = [
     "format_size",
     "human_size",
     "parse_cache_ref",
+    "parse_image_ref",
     "parse_seconds",
     "parse_size",
     "parse_store_spec",
@@ -98,6 +100,7 @@ if TYPE_CHECKING:  # the same names, for the type checker
     from obuilder_core.builder.usage import Usage, human_size
     from obuilder_core.errors import ObuilderError
     from obuilder_core.images import ImageInfo
+    from obuilder_core.images.ref import parse_image_ref
     from obuilder_core.log import Tail
     from obuilder_core.remote.ref import parse_cache_ref
     from obuilder_core.sandbox.base import HOST_NETWORK, RunConfig

@@ -44,9 +44,9 @@ def _options(parser: argparse.ArgumentParser) -> None:
 
 def _image_name(text: str) -> str:
     """An argparse `type`: a bad NAME is a usage error, found before the store is opened."""
-    from obuilder_core.images.ref import parse_ref
+    from obuilder_core.builder import parse_image_ref
 
-    return checked_arg(parse_ref)(text)
+    return checked_arg(parse_image_ref)(text)
 
 
 def import_command(args: argparse.Namespace) -> int:

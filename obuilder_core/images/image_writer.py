@@ -45,7 +45,7 @@ from obuilder_core.images.oci import (
     load_json,
     sha256_digest,
 )
-from obuilder_core.images.ref import DOCKER_HUB, ImageRef, parse_ref
+from obuilder_core.images.ref import DOCKER_HUB, ImageRef, parse_image_ref
 
 OCI_LAYER_GZIP = OCI_LAYER + "+gzip"
 DEFAULT_TAG = "latest"
@@ -132,9 +132,9 @@ def _image_name(name: str, text: str) -> str:
 
 
 def _parsed(name: str, text: str) -> ImageRef:
-    """`parse_ref(name)`, its error naming the export target."""
+    """`parse_image_ref(name)`, its error naming the export target."""
     try:
-        return parse_ref(name)
+        return parse_image_ref(name)
     except ImageError as e:
         reason = str(e).split(": ", 1)[-1]  # after "invalid image name 'NAME'"
         raise ImageError(f"export target {text!r}: {reason}") from None

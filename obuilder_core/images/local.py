@@ -39,7 +39,7 @@ from obuilder_core.images.oci import (
     read_docker_archive,
     sha256_digest,
 )
-from obuilder_core.images.ref import parse_ref
+from obuilder_core.images.ref import parse_image_ref
 from obuilder_core.log import Emit, Progress
 
 _SAFE = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-.")
@@ -78,7 +78,7 @@ class LocalImages:
 
     def path(self, name: str) -> Path:
         """The layout directory image `name` has (or would have) in this store."""
-        return self.root / escape_name(parse_ref(name).familiar())
+        return self.root / escape_name(parse_image_ref(name).familiar())
 
     def import_(self, name: str, source: Path, log: Emit | None = None) -> ImageInfo:
         """Import `source` as `name`, replacing any image of that name; returns what was stored.
@@ -86,7 +86,7 @@ class LocalImages:
         `source` is an OCI image layout directory, an OCI archive (a tar of one), a `docker
         save` archive, or a plain rootfs tarball (optionally gzip/zstd/xz/bzip2-compressed).
         """
-        ref = parse_ref(name)
+        ref = parse_image_ref(name)
         key = ref.familiar()
         where = f"image import {source}"
         if not source.exists():
@@ -130,7 +130,7 @@ class LocalImages:
         self, name: str, rootfs: Path, log: Emit, progress: Progress | None = None
     ) -> ImageConfig:
         """ImageSource.fetch from the local images; ImageNotFound if `name` was not imported."""
-        ref = parse_ref(name)
+        ref = parse_image_ref(name)
         with self._lock(exclusive=False):
             path = self.root / escape_name(ref.familiar())
             if not path.is_dir() and ref.digest:
@@ -145,7 +145,7 @@ class LocalImages:
 
     def _by_digest(self, repository: str, registry: str, digest: str) -> Path | None:
         for info in self.ls():
-            ref = parse_ref(info.name)
+            ref = parse_image_ref(info.name)
             if (ref.registry, ref.repository, info.digest) == (registry, repository, digest):
                 return self.root / escape_name(info.name)
         return None

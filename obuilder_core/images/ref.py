@@ -46,7 +46,7 @@ class ImageRef:
         return self.familiar()
 
 
-def parse_ref(name: str) -> ImageRef:
+def parse_image_ref(name: str) -> ImageRef:
     """Parse an image name as docker does; raises ImageError naming the bad part."""
     rest, digest = name, None
     if "@" in rest:

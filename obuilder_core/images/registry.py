@@ -32,7 +32,7 @@ from obuilder_core.images.oci import (
     parse_manifest,
     sha256_digest,
 )
-from obuilder_core.images.ref import DOCKER_HUB, ImageRef, parse_ref
+from obuilder_core.images.ref import DOCKER_HUB, ImageRef, parse_image_ref
 from obuilder_core.log import ByteCounter, Emit, Progress
 
 if TYPE_CHECKING:
@@ -77,7 +77,7 @@ class Registry:
         `progress` gets the bytes of layers downloaded so far, after each MiB."""
         from obuilder_core.images.distribution import RegistryClient  # see `endpoint`
 
-        ref = parse_ref(name)
+        ref = parse_image_ref(name)
         base = self.endpoint(ref)
         host = urllib.parse.urlsplit(base).netloc
         client = RegistryClient(

@@ -6,7 +6,7 @@ import pytest
 
 from obuilder_core.images.base import ImageConfig, ImageError
 from obuilder_core.images.oci import Platform, choose_manifest
-from obuilder_core.images.ref import ImageRef, parse_ref
+from obuilder_core.images.ref import ImageRef, parse_image_ref
 
 DIGEST = "sha256:" + "ab" * 32
 
@@ -45,10 +45,10 @@ DIGEST = "sha256:" + "ab" * 32
     ],
 )
 def test_parse_ref(name: str, expected: ImageRef, familiar: str) -> None:
-    ref = parse_ref(name)
+    ref = parse_image_ref(name)
     assert ref == expected
     assert ref.familiar() == familiar
-    assert parse_ref(familiar) == ref if ref.tag or ref.digest else True
+    assert parse_image_ref(familiar) == ref if ref.tag or ref.digest else True
 
 
 @pytest.mark.parametrize(
@@ -64,7 +64,7 @@ def test_parse_ref(name: str, expected: ImageRef, familiar: str) -> None:
 )
 def test_bad_names(name: str, why: str) -> None:
     with pytest.raises(ImageError, match=f"invalid image name {name!r}: {why}"):
-        parse_ref(name)
+        parse_image_ref(name)
 
 
 def _desc(arch: str, os: str = "linux", variant: str | None = None) -> dict[str, object]:
