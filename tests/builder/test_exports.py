@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import importlib
 import subprocess
 import sys
@@ -60,3 +61,19 @@ def test_a_cached_build_does_not_import_what_only_a_miss_needs(
     assert proc.returncode == 0, proc.stderr
     assert "using the base image from the cache" in proc.stdout
     assert proc.stderr.splitlines()[-1] == "0 []"
+
+
+def test_the_command_line_and_the_plugin_reach_the_core_only_through_builder_and_spec() -> None:
+    # STYLE.md: the builder is the only door (with the spec language beside it).
+    allowed = ("obuilder_core.builder", "obuilder_core.spec", "obuilder_core.cli")
+    reached = []
+    for package in ("obuilder_core/cli", "pytest_obuilder"):
+        for path in sorted((REPO / package).glob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+                if isinstance(node, ast.Import):
+                    names = [alias.name for alias in node.names]
+                for name in names:
+                    if name.startswith("obuilder_core") and not name.startswith(allowed):
+                        reached.append(f"{path.relative_to(REPO)}: {name}")
+    assert reached == []
