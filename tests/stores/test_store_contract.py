@@ -13,6 +13,7 @@ from obuilder_core.stores import Store, open_store
 from tests.stores.helpers import (
     find_named,
     finish,
+    reap,
     rootfs_files,
     spawn,
     step_files,
@@ -143,8 +144,7 @@ def test_cache_generation_is_shared_between_processes(store_spec: str, store: St
         mine.release()  # released first: wins
         finish(other)  # released second: discarded
     finally:
-        other.kill()
-        other.wait()
+        reap(other, store_spec)
     lease = store.cache("shared", (0, 0))
     assert tree_files(lease.path) == {"mine": "1"}
     lease.release()
@@ -228,8 +228,7 @@ def test_reopen_does_not_remove_a_live_build(store_spec: str, store: Store) -> N
         open_store(store_spec)  # sweeps leftovers: must leave the live temp alone
         finish(child)
     finally:
-        child.kill()
-        child.wait()
+        reap(child, store_spec)
     assert marker in step_files(store, "live")
 
 
@@ -242,8 +241,7 @@ def test_two_processes_build_concurrently(store_spec: str, store: Store) -> None
             finish(proc)
     finally:
         for proc in procs:
-            proc.kill()
-            proc.wait()
+            reap(proc, store_spec)
     expected = {f"{n}-{i}" for n in ("left", "right") for i in range(4)} | {"base"}
     assert set(store.ids()) == expected
     assert step_files(store, "left-3") == {

@@ -14,6 +14,7 @@ from obuilder_core.stores.zfs import ZfsStore, zfs_cache_name
 from tests.stores.helpers import (
     find_named,
     finish,
+    reap,
     rootfs_files,
     spawn,
     step_files,
@@ -81,8 +82,7 @@ def test_killed_build_is_destroyed_on_reopen(zfs_dataset: str) -> None:
         tmps = [d for d in datasets(zfs_dataset) if d.startswith("result-tmp/")]
         assert len(tmps) == 1, "the build runs in its own temporary dataset"
     finally:
-        child.kill()  # SIGKILL: no cleanup code runs
-        child.wait()
+        reap(child, spec)  # SIGKILL: no cleanup code runs
     store = open_store(spec)
     assert store.result("victim") is None
     assert not [d for d in datasets(zfs_dataset) if d.startswith("result-tmp/")]
@@ -98,8 +98,7 @@ def test_killed_cache_user_is_destroyed_on_reopen(zfs_dataset: str) -> None:
     try:
         wait_ready(child)
     finally:
-        child.kill()
-        child.wait()
+        reap(child, spec)
     before = datasets(zfs_dataset)
     store = open_store(spec)
     after = datasets(zfs_dataset)
@@ -164,8 +163,7 @@ def test_processes_mounting_one_result_together_all_get_it(
             outs = [finish(child) for child in children]
         finally:
             for child in children:
-                child.kill()
-                child.wait()
+                reap(child, spec)
         assert {out.split()[0] for out in outs} == {str(store.root / "result" / "p")}
     assert rootfs_files(store.root / "result" / "p") == {"a": "A"}
 
