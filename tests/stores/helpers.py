@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import select
 import subprocess
 import sys
 from collections.abc import Callable
@@ -15,6 +16,8 @@ from tests.fixtures.zfs import WEDGED, abandon_wedged_daemon
 
 REAP_TIMEOUT = 30.0
 """Seconds a killed child may take to end (it is freed at once unless a filesystem hangs)."""
+READY_TIMEOUT = 120.0
+"""Seconds a child may take to say it is ready (a few, unless a filesystem hangs)."""
 
 
 def write_step(files: dict[str, str]) -> Callable[[Path], None]:
@@ -129,8 +132,11 @@ def spawn(mode: str, spec: str, name: str, parent: str = "", marker: str = "m") 
 
 
 def wait_ready(proc: subprocess.Popen) -> None:
-    """Wait until the child printed "ready" (fail with its stderr if it died first)."""
-    line = proc.stdout.readline() if proc.stdout else ""
+    """Wait until the child printed "ready" (fail with its stderr if it died first, or gave no
+    sign for READY_TIMEOUT seconds: a hung filesystem must not hang the suite)."""
+    assert proc.stdout is not None
+    answered, _, _ = select.select([proc.stdout], [], [], READY_TIMEOUT)
+    line = proc.stdout.readline() if answered else ""
     if line.strip() != "ready":
         proc.kill()
         _, err = proc.communicate(timeout=30)
