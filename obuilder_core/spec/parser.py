@@ -45,6 +45,7 @@ from obuilder_core.spec.reader import (
     format_atom,
     head,
     many_objects,
+    ocaml_string,
     read_sexp,
 )
 
@@ -475,7 +476,7 @@ class _Parser:
             if ".." in path.split("/"):
                 self.errors.append(
                     SpecError(
-                        f'Can\'t use .. in source paths! (in "{escape(path)}")',
+                        f"Can't use .. in source paths! (in {ocaml_string(path)})",
                         fields["src"].items[i + 1].pos,
                         "a copy reads only what is inside its source directory",
                     )
